@@ -1,0 +1,9 @@
+"""Fixtures shared by the whole suite. Service fixtures live in tests/fixtures/, one module a service."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+from tests.fixtures.postgres import postgres_url  # noqa: E402, F401
