@@ -26,7 +26,7 @@ def test_vectors_are_normalized_384_float32(catalog_vectors):
 
 
 def test_identical_input_gives_identical_vectors(encoder, catalog_vectors):
-    ids, vectors = catalog_vectors
+    _ids, vectors = catalog_vectors
     again = encoder.encode([movie_text({"id": "x", "title": "Toy Story", "year": 1995})] * 2)
     assert np.array_equal(again[0], again[1])
     movies = list(load_csv(os.path.join(DATA, "small_catalog.csv")))

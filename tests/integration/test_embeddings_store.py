@@ -17,9 +17,9 @@ def store(request, tmp_path):
     name = f"movies_{uuid.uuid4().hex[:8]}"
     if request.param == "server":
         host, port = request.getfixturevalue("chroma_server")
-        settings = EmbeddingSettings(chroma_host=host, chroma_port=port, collection=name, model_path="unused")
+        settings = EmbeddingSettings(chroma_host=host, chroma_port=port, collection=name, model_path="-")
     else:
-        settings = EmbeddingSettings(chroma_path=str(tmp_path / "chroma"), collection=name, model_path="unused")
+        settings = EmbeddingSettings(chroma_path=str(tmp_path / "chroma"), collection=name, model_path="-")
     return VectorStore(settings)
 
 

@@ -27,7 +27,8 @@ def test_slugify_matches_stream_ids():
 def test_movie_text_uses_every_present_field_in_order():
     text = movie_text({
         "id": "toy+story+1995", "title": "Toy Story", "year": 1995, "genres": "Animation|Comedy",
-        "overview": "Toys come alive", "tagline": "The adventure takes off!", "keywords": ["toy", "friendship"],
+        "overview": "Toys come alive", "tagline": "The adventure takes off!",
+        "keywords": ["toy", "friendship"],
     })
     assert text == ("Toy Story (1995). Genres: Animation, Comedy. Toys come alive. The adventure takes off! "
                     "Keywords: toy, friendship.")
