@@ -28,9 +28,10 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
-from embeddings.text import slugify
+from evaluation.simulator.formats import slugify
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +81,19 @@ def _number(value: Any, kind: type[int] | type[float]) -> int | float | None:
     return int(number) if kind is int else number
 
 
-def _year_of(release_date: str | None) -> int | None:
-    """1995 from '1995-10-30'; None when absent or malformed."""
-    if release_date and len(release_date) >= 4 and release_date[:4].isdigit():
-        return int(release_date[:4])
-    return None
+def _date(value: Any) -> date | None:
+    """date(1995, 10, 30) from '1995-10-30'; None when absent or malformed (the column is a DATE)."""
+    text = _text(value)
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        return None
+
+
+def _year_of(release_date: date | None) -> int | None:
+    return release_date.year if release_date else None
 
 
 def _genre_names(value: Any) -> str | None:
@@ -119,7 +128,7 @@ def csv_row_to_movie(row: Mapping[str, Any]) -> Movie:
     movie_id, title = _text(row.get("id")), _text(row.get("title"))
     if movie_id is None or title is None:
         raise ValueError("blank id or title")
-    release_date = _text(row.get("release_date"))
+    release_date = _date(row.get("release_date"))
     year = _number(row.get("year"), int)
     return {
         "id": movie_id,
@@ -178,7 +187,7 @@ def kaggle_row_to_movie(row: Mapping[str, Any]) -> Movie:
         raise ValueError("genres not a list") from None
     if not isinstance(genres, list):
         raise ValueError("genres not a list")
-    release_date = _text(row.get("release_date"))
+    release_date = _date(row.get("release_date"))
     year = _year_of(release_date)
     try:
         numbers = {
@@ -212,7 +221,7 @@ def load_kaggle(path: str, stats: LoadStats | None = None) -> Iterator[Movie]:
     stats = stats if stats is not None else LoadStats()
     handle, reader = _open_csv(path, KAGGLE_REQUIRED)
     seen_tmdb: set[str] = set()
-    slug_count: Counter[str] = Counter()
+    taken: set[str] = set()
     try:
         for row in reader:
             try:
@@ -224,9 +233,10 @@ def load_kaggle(path: str, stats: LoadStats | None = None) -> Iterator[Movie]:
                 stats.skip("duplicate id")
                 continue
             seen_tmdb.add(movie.pop("tmdb_id"))
-            slug_count[movie["id"]] += 1
-            if slug_count[movie["id"]] > 1:
-                movie["id"] = f"{movie['id']}+{slug_count[movie['id']]}"
+            base, n = movie["id"], 2
+            while movie["id"] in taken:  # the simulator's rule (evaluation.simulator.formats.unique_slugs)
+                movie["id"], n = f"{base}+{n}", n + 1
+            taken.add(movie["id"])
             stats.loaded += 1
             yield movie
     finally:
@@ -240,7 +250,7 @@ def api_json_to_movie(movie_id: str, payload: Mapping[str, Any]) -> Movie:
     title = _text(payload.get("title")) or _text(payload.get("original_title"))
     if title is None:
         raise ValueError("no title")
-    release_date = _text(payload.get("release_date"))
+    release_date = _date(payload.get("release_date"))
     keywords = payload.get("keywords")
     if isinstance(keywords, Mapping):  # TMDB's append_to_response shape: {"keywords": [{id, name}]}
         keywords = keywords.get("keywords")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -27,15 +26,6 @@ def title_year_from_slug(slug: str) -> tuple[str, int | None]:
     if len(words) >= 2 and _YEAR.match(words[-1]):
         return " ".join(words[:-1]), int(words[-1])
     return " ".join(words), None
-
-
-def slugify(title: str, year: int | None) -> str:
-    """The simulator's slug for a title and year: lower-case ASCII words and the year joined by '+'."""
-    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode("ascii")
-    words = re.findall(r"[a-z0-9]+", ascii_title.lower())
-    if year is not None:
-        words.append(str(year))
-    return "+".join(words)
 
 
 def _names(value: Any) -> list[str]:

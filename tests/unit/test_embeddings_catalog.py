@@ -2,6 +2,7 @@
 
 import json
 import os
+from datetime import date
 
 import pytest
 
@@ -19,6 +20,7 @@ def test_demo_catalog_loads_every_row():
     assert toy["genres"] == "Animation|Children|Comedy"
     assert toy["popularity"] == 21.9 and toy["tagline"] == "The adventure takes off!"
     assert toy["vote_count"] is None and toy["release_date"] is None
+    assert next(m for m in movies if m["id"] == "schindlers+list+1993")["title"] == "Schindler's List"
 
 
 def test_minimal_catalog_with_bad_rows_skips_and_counts_them(tmp_path):
@@ -55,7 +57,7 @@ def test_kaggle_layout_skips_broken_rows_and_slugs_ids():
     assert toy["genres"] == "Animation|Comedy|Family"
     assert (toy["year"], toy["runtime"], toy["vote_count"], toy["popularity"]) == (1995, 81, 5415, 21.946943)
     assert "\n" in movies[1]["overview"]  # a quoted line break inside a field is not a broken row
-    assert "tmdb_id" not in toy
+    assert "tmdb_id" not in toy and toy["release_date"] == date(1995, 10, 30)
 
 
 def test_api_json_maps_tmdb_fields_and_keywords():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from embeddings.text import chroma_metadata, content_hash, movie_text, slugify, title_year_from_slug
+from embeddings.text import chroma_metadata, content_hash, movie_text, title_year_from_slug
 
 
 @pytest.mark.parametrize(("slug", "expected"), [
@@ -15,13 +15,6 @@ from embeddings.text import chroma_metadata, content_hash, movie_text, slugify, 
 ])
 def test_title_year_from_slug(slug, expected):
     assert title_year_from_slug(slug) == expected
-
-
-def test_slugify_matches_stream_ids():
-    assert slugify("Toy Story", 1995) == "toy+story+1995"
-    assert slugify("Schindler's List", 1993) == "schindler+s+list+1993"
-    assert slugify("Amélie", 2001) == "amelie+2001"
-    assert slugify("Lost Reels", None) == "lost+reels"
 
 
 def test_movie_text_uses_every_present_field_in_order():
