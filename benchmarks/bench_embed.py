@@ -24,16 +24,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from db_utils import migrate  # noqa: E402
-from db_utils.engine import create  # noqa: E402
-from embeddings.catalog import load_csv  # noqa: E402
-from embeddings.config import EmbeddingSettings  # noqa: E402
-from embeddings.encoder import Encoder  # noqa: E402
-from embeddings.job import build  # noqa: E402
-from embeddings.store import VectorStore  # noqa: E402
-from embeddings.text import movie_text  # noqa: E402
+from db_utils import migrate
+from db_utils.engine import create
+from embeddings.catalog import load_csv
+from embeddings.config import EmbeddingSettings
+from embeddings.encoder import Encoder
+from embeddings.job import build
+from embeddings.store import VectorStore
+from embeddings.text import movie_text
 
 
 def make_catalogs(workdir: str, synth_movies: int, limit: int | None) -> list[tuple[str, str]]:
