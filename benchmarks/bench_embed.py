@@ -55,6 +55,20 @@ def make_catalogs(workdir: str, synth_movies: int, limit: int | None) -> list[tu
     return out
 
 
+class TimedEncoder:
+    """The same encoder, timing its calls, to split the job's time into encoding and everything else."""
+
+    def __init__(self, inner: Encoder) -> None:
+        self.inner, self.seconds = inner, 0.0
+
+    def encode(self, texts, show_progress=False):
+        started = time.perf_counter()
+        try:
+            return self.inner.encode(texts)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+
 def bench_one(name: str, path: str, encoder: Encoder, workdir: str, batch_size: int) -> dict:
     movies = list(load_csv(path))
     ids, texts = [m["id"] for m in movies], [movie_text(m) for m in movies]
@@ -67,8 +81,9 @@ def bench_one(name: str, path: str, encoder: Encoder, workdir: str, batch_size: 
     engine = create(url)
     settings = EmbeddingSettings(chroma_path=os.path.join(workdir, f"chroma-{abs(hash(name))}"),
                                  batch_size=batch_size, encode_batch_size=encoder.batch_size)
+    timed = TimedEncoder(encoder)
     started = time.perf_counter()
-    report = build(path, settings=settings, engine=engine, encoder=encoder, progress=False)
+    report = build(path, settings=settings, engine=engine, encoder=timed, progress=False)
     job_s = time.perf_counter() - started
     started = time.perf_counter()
     rerun = build(path, settings=settings, engine=engine, encoder=encoder, progress=False)
@@ -78,11 +93,13 @@ def bench_one(name: str, path: str, encoder: Encoder, workdir: str, batch_size: 
     engine.dispose()
     result = {
         "name": name, "movies": len(ids), "bare_rate": len(ids) / bare_s, "job_rate": len(ids) / job_s,
-        "ratio": bare_s / job_s, "cos_min": cosines.min(), "cos_mean": cosines.mean(), "rerun_s": rerun_s,
+        "ratio": bare_s / job_s, "own_ratio": timed.seconds / job_s,
+        "cos_min": cosines.min(), "cos_mean": cosines.mean(), "rerun_s": rerun_s,
         "encoded": report.encoded, "rerun_encoded": rerun.encoded,
     }
     print(f"{name}: {len(ids)} movies | bare encode {result['bare_rate']:.0f} texts/s ({bare_s:.1f} s) | "
-          f"job {result['job_rate']:.0f} movies/s ({job_s:.1f} s) = {100 * result['ratio']:.1f}% of bare | "
+          f"job {result['job_rate']:.0f} movies/s ({job_s:.1f} s) = {100 * result['ratio']:.1f}% of bare; "
+          f"its own encode calls {timed.seconds:.1f} s = {100 * result['own_ratio']:.1f}% of the job | "
           f"cosine to bare min {result['cos_min']:.4f} mean {result['cos_mean']:.4f} | "
           f"unchanged re-run {rerun_s:.2f} s, {rerun.encoded} encoded", flush=True)
     return result
@@ -108,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
                    for name, path in make_catalogs(workdir, args.synth_movies, args.limit)]
     worst = min(r["ratio"] for r in results)
     large = results[-1]
+    own = min(r["own_ratio"] for r in results)
     ok = worst >= 0.95 and min(r["cos_min"] for r in results) >= 0.99 and large["rerun_s"] < 5
-    print(f"SUMMARY job/bare >= {100 * worst:.1f}% (goal 95%), cosine min "
+    print(f"SUMMARY job/bare >= {100 * worst:.1f}% (goal 95%; encoding is >= {100 * own:.1f}% of job time), "
+          f"cosine min "
           f"{min(r['cos_min'] for r in results):.4f} (goal 0.99), unchanged {large['movies']}-movie re-run "
           f"{large['rerun_s']:.2f} s (goal < 5 s): {'all goals met' if ok else 'goal missed'}")
     return 0
