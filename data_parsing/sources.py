@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
@@ -101,8 +103,46 @@ class LineSource:
         return self._done
 
     def close(self) -> None:
-        if self._stream is not sys.stdin.buffer:
-            self._stream.close()
+        self._stream.close()
+
+
+class StdinSource(LineSource):
+    """Lines of stdin, read by a daemon thread so that a stop signal is never stuck behind a blocking read."""
+
+    def __init__(self, stream: BinaryIO | None = None, label: str = "stdin", queue_size: int = 50000) -> None:
+        super().__init__(stream or sys.stdin.buffer, label)
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=queue_size)
+        threading.Thread(target=self._pump, name="stdin-reader", daemon=True).start()
+
+    def _pump(self) -> None:
+        for line in self._stream:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def poll(self, max_records: int, timeout: float) -> list[Record]:
+        out: list[Record] = []
+        if self._done:
+            return out
+        try:
+            line = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+        except queue.Empty:
+            return out
+        while True:
+            if line is None:
+                self._done = True
+                break
+            self._line_no += 1
+            out.append(Record(0, self._line_no, line))
+            if len(out) >= max_records:
+                break
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                break
+        return out
+
+    def close(self) -> None:
+        """The reader thread is a daemon: it ends with the process; stdin is not ours to close."""
 
 
 class KafkaSource:
@@ -220,7 +260,7 @@ class KafkaSource:
 def open_source(spec: str, group_id: str, start_timeout: float = 10.0) -> Source:
     """`file:PATH`, `-` (stdin) or `kafka://HOST:PORT/TOPIC`; SourceUnavailable with one clear sentence."""
     if spec == "-":
-        return LineSource(sys.stdin.buffer, "stdin")
+        return StdinSource()
     if spec.startswith("file:"):
         return LineSource.open_file(spec[len("file:") :])
     if spec.startswith("kafka://"):
