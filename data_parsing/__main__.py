@@ -27,6 +27,7 @@ def _fail(message: str, code: int = 2) -> int:
 def _database_problem(url: str | None) -> str | None:
     """None when the store answers and has its tables, else one sentence saying what is wrong."""
     import sqlalchemy as sa
+
     from db_utils.engine import get_engine
 
     try:
@@ -43,12 +44,11 @@ def _database_problem(url: str | None) -> str | None:
 
 
 def ingest(args: argparse.Namespace) -> int:
-    from db_utils.engine import get_engine
-
     from data_parsing import metrics
     from data_parsing.config import ParserSettings
     from data_parsing.ingest import Ingestor, StopWhileDatabaseDown
     from data_parsing.sources import SourceUnavailable, open_source
+    from db_utils.engine import get_engine
 
     try:
         settings = ParserSettings.from_env()

@@ -22,11 +22,10 @@ _UNPRINTABLE_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 @dataclass
 class BatchRows:
-    """Rows for one transaction, in the shapes of db_utils.queries' upserts."""
+    """Rows for one transaction, in the shapes of db_utils.queries' upserts (which register users and
+    movies themselves, with first/last seen times, so no separate user rows are needed)."""
 
-    users: list[dict] = field(default_factory=list)
     watches: list[dict] = field(default_factory=list)
-    watches_last: list[dict] = field(default_factory=list)
     ratings: list[dict] = field(default_factory=list)
     served: list[dict] = field(default_factory=list)
     rejected: list[dict] = field(default_factory=list)
@@ -34,32 +33,24 @@ class BatchRows:
 
 
 def aggregate(events: Iterable[Event]) -> BatchRows:
-    """Fold one batch of events (in stream order) into upsert rows, one per key.
+    """Fold one batch of events (in stream order) into upsert rows, with db_utils' merge rules.
 
-    - users: first and last time the user appears in any event;
-    - watches: per (user, movie) the highest minute, once with the earliest time and (in `watches_last`,
-      when it differs) once with the latest, so that the store's first_ts/last_ts merge sees both;
-    - ratings: per (user, movie) the rating with the latest time; on equal times the later line wins;
-    - served: per (user, time) the later line wins.
+    - watches: per (user, movie) the highest minute, once with the earliest time and (when it differs)
+      once more with the latest, so that the store's first_ts/last_ts/max_minute merge sees both ends;
+    - ratings: every event, in order (db_utils keeps the latest per key and also takes each one's time
+      for the user's first/last seen, so dropping older ratings here would change users.first_seen);
+    - served: per (user, time) the first line wins.
     """
-    users: dict[int, list[datetime]] = {}
     watches: dict[tuple[int, str], list] = {}
-    ratings: dict[tuple[int, str], RateEvent] = {}
+    ratings: list[dict] = []
     served: dict[tuple[int, datetime], RecommendationEvent] = {}
     counts: Counter[str] = Counter()
     for event in events:
         counts[event.kind] += 1
-        ts = event.ts
-        span = users.get(event.user_id)
-        if span is None:
-            users[event.user_id] = [ts, ts]
-        elif ts < span[0]:
-            span[0] = ts
-        elif ts > span[1]:
-            span[1] = ts
         if type(event) is WatchEvent:
             key = (event.user_id, event.movie_id)
             agg = watches.get(key)
+            ts = event.ts
             if agg is None:
                 watches[key] = [event.minute, ts, ts]
             else:
@@ -70,22 +61,17 @@ def aggregate(events: Iterable[Event]) -> BatchRows:
                 elif ts > agg[2]:
                     agg[2] = ts
         elif type(event) is RateEvent:
-            key = (event.user_id, event.movie_id)
-            previous = ratings.get(key)
-            if previous is None or event.ts >= previous.ts:
-                ratings[key] = event
+            ratings.append(
+                {"user_id": event.user_id, "movie_id": event.movie_id, "rating": event.rating, "ts": event.ts}
+            )
         else:
-            served[(event.user_id, ts)] = event
+            served.setdefault((event.user_id, event.ts), event)
     rows = BatchRows(counts=counts)
-    rows.users = [{"id": uid, "first_seen": span[0], "last_seen": span[1]} for uid, span in users.items()]
     for (uid, movie), (minute, first, last) in watches.items():
         rows.watches.append({"user_id": uid, "movie_id": movie, "minute": minute, "ts": first})
         if last != first:
-            rows.watches_last.append({"user_id": uid, "movie_id": movie, "minute": minute, "ts": last})
-    rows.ratings = [
-        {"user_id": e.user_id, "movie_id": e.movie_id, "rating": e.rating, "ts": e.ts}
-        for e in ratings.values()
-    ]
+            rows.watches.append({"user_id": uid, "movie_id": movie, "minute": minute, "ts": last})
+    rows.ratings = ratings
     rows.served = [
         {
             "user_id": e.user_id,

@@ -36,12 +36,8 @@ class StopWhileDatabaseDown(RuntimeError):
 
 def write_batch(conn: sa.Connection, rows: BatchRows) -> None:
     """Apply one batch's rows inside the caller's transaction."""
-    if rows.users:
-        queries.upsert_users(conn, rows.users)
     if rows.watches:
         queries.upsert_watches(conn, rows.watches)
-    if rows.watches_last:
-        queries.upsert_watches(conn, rows.watches_last)
     if rows.ratings:
         queries.upsert_ratings(conn, rows.ratings)
     if rows.served:
