@@ -72,7 +72,7 @@ def ingest(args: argparse.Namespace) -> int:
     if problem:
         return _fail(problem)
     try:
-        source = open_source(args.source, settings.kafka_group_id)
+        source = open_source(args.source, settings.kafka_group_id, args.start_timeout)
     except SourceUnavailable as exc:
         return _fail(str(exc))
     try:
@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         "--metrics-port", type=int, default=None, help="/metrics port, 0 = off (PARSER_METRICS_PORT)"
     )
     p.add_argument("--max-idle", type=float, default=None, help="exit after this many seconds without a line")
+    p.add_argument("--start-timeout", type=float, default=10.0, help="seconds to reach the broker at start")
     p.add_argument("--progress-seconds", type=float, default=5.0, help="seconds between progress lines")
     args = parser.parse_args(argv)
     logs.setup()

@@ -106,7 +106,8 @@ class Ingestor:
         self._rejected_counts[rejected.reason] += 1
         if self._sampler.admit(rejected.reason, time.time()):
             label = f"{self.source.label}/{record.partition}" if self._kafka else self.source.label
-            self._rejected_rows.append(rejected_row(rejected, label, record.offset, datetime.now(UTC)))
+            now = datetime.now(UTC).replace(tzinfo=None)  # the store keeps naive UTC times
+            self._rejected_rows.append(rejected_row(rejected, label, record.offset, now))
 
     @property
     def pending(self) -> int:
