@@ -162,7 +162,8 @@ class Ingestor:
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self, max_idle: float | None = None, progress_seconds: float = 5.0) -> Totals:
-        """Ingest until the source ends, `stop` is set, or nothing arrived for `max_idle` seconds."""
+        """Ingest until the source ends, `stop` is set, or nothing arrived for `max_idle` seconds while the
+        source was ready (a Kafka consumer waiting to join its group is not idle)."""
         size = self.settings.batch_size
         window = self.settings.batch_seconds
         last_record = last_progress = time.monotonic()
@@ -174,9 +175,9 @@ class Ingestor:
                     timeout = max(0.0, min(timeout, window - (time.monotonic() - self._batch_started)))
                 records = self.source.poll(max(1, size - self.pending), timeout)
                 now = time.monotonic()
-                if records:
+                if records or not self.source.ready:  # idle time counts only while partitions are held
                     last_record = now
-                    self.feed(records)
+                self.feed(records)
                 full = self.pending >= size
                 if full or (self._batch_started is not None and now - self._batch_started >= window):
                     self.flush()

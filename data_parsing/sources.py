@@ -56,6 +56,11 @@ class Source(Protocol):
         """True when the source will never yield another record (end of a file)."""
         ...
 
+    @property
+    def ready(self) -> bool:
+        """True when records can flow (a consumer holds partitions); idle time only counts then."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -101,6 +106,10 @@ class LineSource:
     @property
     def exhausted(self) -> bool:
         return self._done
+
+    @property
+    def ready(self) -> bool:
+        return True
 
     def close(self) -> None:
         self._stream.close()
@@ -252,6 +261,10 @@ class KafkaSource:
     @property
     def exhausted(self) -> bool:
         return False
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._assigned)
 
     def close(self) -> None:
         self._consumer.close()
