@@ -120,12 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source", required=True, help="file:PATH, - (stdin) or kafka://HOST:PORT/TOPIC")
     p.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: DATABASE_URL)")
     p.add_argument("--batch-size", type=int, default=None, help="lines a transaction (PARSER_BATCH_SIZE)")
-    p.add_argument(
-        "--batch-seconds", type=float, default=None, help="max age of a batch (PARSER_BATCH_SECONDS)"
-    )
-    p.add_argument(
-        "--metrics-port", type=int, default=None, help="/metrics port, 0 = off (PARSER_METRICS_PORT)"
-    )
+    p.add_argument("--batch-seconds", type=float, default=None, help="max age of a batch (PARSER_BATCH_SECONDS)")
+    p.add_argument("--metrics-port", type=int, default=None, help="/metrics port, 0 = off (PARSER_METRICS_PORT)")
     p.add_argument("--max-idle", type=float, default=None, help="exit after this many seconds without a line")
     p.add_argument("--start-timeout", type=float, default=10.0, help="seconds to reach the broker at start")
     p.add_argument("--progress-seconds", type=float, default=5.0, help="seconds between progress lines")

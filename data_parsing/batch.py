@@ -22,10 +22,11 @@ _UNPRINTABLE_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 @dataclass
 class BatchRows:
-    """Rows for one transaction, in the shapes of db_utils.queries' upserts (which register users and
-    movies themselves, with first/last seen times, so no separate user rows are needed)."""
+    """Rows for one transaction, one per key, in the shapes of `db_utils.queries.upsert_stream_batch`."""
 
-    watches: list[dict] = field(default_factory=list)
+    users: list[dict] = field(default_factory=list)
+    movie_ids: list[str] = field(default_factory=list)
+    watched: list[dict] = field(default_factory=list)
     ratings: list[dict] = field(default_factory=list)
     served: list[dict] = field(default_factory=list)
     rejected: list[dict] = field(default_factory=list)
@@ -33,24 +34,32 @@ class BatchRows:
 
 
 def aggregate(events: Iterable[Event]) -> BatchRows:
-    """Fold one batch of events (in stream order) into upsert rows, with db_utils' merge rules.
+    """Fold one batch of events (in stream order) into one row per key, with db_utils' merge rules.
 
-    - watches: per (user, movie) the highest minute, once with the earliest time and (when it differs)
-      once more with the latest, so that the store's first_ts/last_ts/max_minute merge sees both ends;
-    - ratings: every event, in order (db_utils keeps the latest per key and also takes each one's time
-      for the user's first/last seen, so dropping older ratings here would change users.first_seen);
+    - users: the first and last time the user appears in any event;
+    - movie_ids: every movie watched or rated (registered without metadata when new);
+    - watched: per (user, movie) the highest minute and the first and last time;
+    - ratings: per (user, movie) the latest time wins; on equal times the higher rating (order-free);
     - served: per (user, time) the first line wins.
     """
+    users: dict[int, list[datetime]] = {}
     watches: dict[tuple[int, str], list] = {}
-    ratings: list[dict] = []
+    ratings: dict[tuple[int, str], RateEvent] = {}
     served: dict[tuple[int, datetime], RecommendationEvent] = {}
     counts: Counter[str] = Counter()
     for event in events:
-        counts[event.kind] += 1
-        if type(event) is WatchEvent:
+        ts = event.ts
+        span = users.get(event.user_id)
+        if span is None:
+            users[event.user_id] = [ts, ts]
+        elif ts < span[0]:
+            span[0] = ts
+        elif ts > span[1]:
+            span[1] = ts
+        kind = type(event)
+        if kind is WatchEvent:
             key = (event.user_id, event.movie_id)
             agg = watches.get(key)
-            ts = event.ts
             if agg is None:
                 watches[key] = [event.minute, ts, ts]
             else:
@@ -60,30 +69,39 @@ def aggregate(events: Iterable[Event]) -> BatchRows:
                     agg[1] = ts
                 elif ts > agg[2]:
                     agg[2] = ts
-        elif type(event) is RateEvent:
-            ratings.append(
-                {"user_id": event.user_id, "movie_id": event.movie_id, "rating": event.rating, "ts": event.ts}
-            )
+        elif kind is RateEvent:
+            key = (event.user_id, event.movie_id)
+            previous = ratings.get(key)
+            if previous is None or (ts, event.rating) > (previous.ts, previous.rating):
+                ratings[key] = event
         else:
-            served.setdefault((event.user_id, event.ts), event)
-    rows = BatchRows(counts=counts)
-    for (uid, movie), (minute, first, last) in watches.items():
-        rows.watches.append({"user_id": uid, "movie_id": movie, "minute": minute, "ts": first})
-        if last != first:
-            rows.watches.append({"user_id": uid, "movie_id": movie, "minute": minute, "ts": last})
-    rows.ratings = ratings
-    rows.served = [
-        {
-            "user_id": e.user_id,
-            "ts": e.ts,
-            "server": e.server,
-            "status": e.status,
-            "latency_ms": e.latency_ms,
-            "movie_ids": list(e.movie_ids),
-        }
-        for e in served.values()
-    ]
-    return rows
+            served.setdefault((event.user_id, ts), event)
+        counts[event.kind] += 1
+    movies = dict.fromkeys(m for _, m in watches)
+    movies.update(dict.fromkeys(m for _, m in ratings))
+    return BatchRows(
+        users=[{"id": uid, "first_seen": span[0], "last_seen": span[1]} for uid, span in users.items()],
+        movie_ids=list(movies),
+        watched=[
+            {"user_id": uid, "movie_id": movie, "max_minute": agg[0], "first_ts": agg[1], "last_ts": agg[2]}
+            for (uid, movie), agg in watches.items()
+        ],
+        ratings=[
+            {"user_id": e.user_id, "movie_id": e.movie_id, "rating": e.rating, "ts": e.ts} for e in ratings.values()
+        ],
+        served=[
+            {
+                "user_id": e.user_id,
+                "ts": e.ts,
+                "server": e.server,
+                "status": e.status,
+                "latency_ms": e.latency_ms,
+                "movie_ids": list(e.movie_ids),
+            }
+            for e in served.values()
+        ],
+        counts=counts,
+    )
 
 
 def rejected_row(rejected: Rejected, source: str, offset: int, now: datetime) -> dict:

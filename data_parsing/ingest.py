@@ -35,13 +35,15 @@ class StopWhileDatabaseDown(RuntimeError):
 
 
 def write_batch(conn: sa.Connection, rows: BatchRows) -> None:
-    """Apply one batch's rows inside the caller's transaction."""
-    if rows.watches:
-        queries.upsert_watches(conn, rows.watches)
-    if rows.ratings:
-        queries.upsert_ratings(conn, rows.ratings)
-    if rows.served:
-        queries.upsert_served(conn, rows.served)
+    """Apply one batch's rows inside the caller's transaction: one statement per table."""
+    queries.upsert_stream_batch(
+        conn,
+        users=rows.users,
+        movie_ids=rows.movie_ids,
+        watched=rows.watched,
+        ratings=rows.ratings,
+        served=rows.served,
+    )
     if rows.rejected:
         queries.insert_rejected(conn, rows.rejected)
 

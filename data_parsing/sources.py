@@ -222,9 +222,7 @@ class KafkaSource:
         except (KeyError, ValueError):
             return
         self._lags = {
-            int(p): int(v.get("consumer_lag", -1))
-            for p, v in parts.items()
-            if int(p) >= 0 and v.get("fetch_state")
+            int(p): int(v.get("consumer_lag", -1)) for p, v in parts.items() if int(p) >= 0 and v.get("fetch_state")
         }
 
     def _on_error(self, err) -> None:

@@ -13,24 +13,58 @@ from data_parsing.batch import MAX_RAW_CHARS, RejectSampler, aggregate, rejected
 from data_parsing.config import ParserSettings
 from data_parsing.ingest import write_batch
 from data_parsing.parser import RateEvent, RecommendationEvent, Rejected, WatchEvent
+from db_utils import queries
 from db_utils.models import Base
 
 T0 = datetime(2026, 1, 1)
 
 
-def _store_after(*batches: list) -> dict:
-    """Apply each batch's aggregated rows through db_utils' real upserts (in-memory SQLite); the state."""
+def _state(engine) -> dict:
+    with engine.connect() as conn:
+        state = {t.name: sorted(tuple(r) for r in conn.execute(t.select())) for t in Base.metadata.sorted_tables}
+    engine.dispose()
+    return state
+
+
+def _fresh_engine():
     engine = create_engine("sqlite://")
     Base.metadata.create_all(engine)
+    return engine
+
+
+def _store_after(*batches: list) -> dict:
+    """Each batch aggregated and applied by the parser's writer, one transaction each (in-memory SQLite)."""
+    engine = _fresh_engine()
     for batch in batches:
         with engine.begin() as conn:
             write_batch(conn, aggregate(batch))
-    state = {}
-    with engine.connect() as conn:
-        for table in Base.metadata.sorted_tables:
-            state[table.name] = sorted(tuple(r) for r in conn.execute(table.select()))
-    engine.dispose()
-    return state
+    return _state(engine)
+
+
+def _reference(stream: list) -> dict:
+    """Every event applied on its own through db_utils' single-kind upserts (the contract's semantics)."""
+    engine = _fresh_engine()
+    with engine.begin() as conn:
+        for e in stream:
+            if isinstance(e, WatchEvent):
+                queries.upsert_watches(
+                    conn, [{"user_id": e.user_id, "movie_id": e.movie_id, "minute": e.minute, "ts": e.ts}]
+                )
+            elif isinstance(e, RateEvent):
+                queries.upsert_ratings(
+                    conn, [{"user_id": e.user_id, "movie_id": e.movie_id, "rating": e.rating, "ts": e.ts}]
+                )
+            else:
+                row = {
+                    "user_id": e.user_id,
+                    "ts": e.ts,
+                    "server": e.server,
+                    "status": e.status,
+                    "latency_ms": e.latency_ms,
+                    "movie_ids": list(e.movie_ids),
+                }
+                queries.upsert_served(conn, [row])
+    return _state(engine)
 
 
 users = st.integers(0, 5)
@@ -54,20 +88,21 @@ events = st.one_of(
 @settings(max_examples=25, deadline=None)
 @given(st.lists(events, max_size=40))
 def test_aggregate_equals_events_one_by_one(stream: list) -> None:
-    """The pre-aggregated batch leaves the store exactly as applying each event in its own batch."""
-    assert _store_after(stream) == _store_after(*([e] for e in stream))
+    """The pre-aggregated batch leaves the store exactly as db_utils' upserts of each event one by one."""
+    assert _store_after(stream) == _reference(stream)
 
 
 @settings(max_examples=25, deadline=None)
 @given(st.lists(events, max_size=40), st.integers(1, 40))
 def test_aggregate_is_indifferent_to_batch_boundaries_and_replays(stream: list, cut: int) -> None:
     """Split anywhere, or with the first part applied twice (a crash before the commit): same store."""
-    whole = _store_after(stream)
+    whole = _reference(stream)
+    assert whole == _store_after(stream)
     assert whole == _store_after(stream[:cut], stream[cut:])
     assert whole == _store_after(stream[:cut], stream[:cut], stream[cut:])
 
 
-def test_aggregate_writes_each_watch_key_at_most_twice_and_counts_kinds() -> None:
+def test_aggregate_writes_each_key_once_and_counts_kinds() -> None:
     stream = [
         WatchEvent(T0, 1, "m", 1),
         WatchEvent(T0 + timedelta(minutes=2), 1, "m", 2),
@@ -78,14 +113,18 @@ def test_aggregate_writes_each_watch_key_at_most_twice_and_counts_kinds() -> Non
         RecommendationEvent(T0, 2, "s", 500, (), 9.0),
     ]
     rows = aggregate(stream)
-    assert rows.watches == [
-        {"user_id": 1, "movie_id": "m", "minute": 5, "ts": T0},
-        {"user_id": 1, "movie_id": "m", "minute": 5, "ts": T0 + timedelta(minutes=2)},
+    assert rows.watched == [
+        {"user_id": 1, "movie_id": "m", "max_minute": 5, "first_ts": T0, "last_ts": T0 + timedelta(minutes=2)}
     ]
-    assert [r["rating"] for r in rows.ratings] == [3, 4]
+    assert rows.ratings == [{"user_id": 1, "movie_id": "m", "rating": 4, "ts": T0}]
     assert rows.served == [
         {"user_id": 2, "ts": T0, "server": "s", "status": 200, "latency_ms": 1.5, "movie_ids": ["m"]}
     ]
+    assert rows.users == [
+        {"id": 1, "first_seen": T0, "last_seen": T0 + timedelta(minutes=2)},
+        {"id": 2, "first_seen": T0, "last_seen": T0},
+    ]
+    assert rows.movie_ids == ["m"]
     assert rows.counts == {"watch": 3, "rate": 2, "recommendation": 2}
 
 
@@ -106,9 +145,7 @@ def test_rejected_row_is_capped_and_storable() -> None:
 
 
 def test_settings_from_env() -> None:
-    settings = ParserSettings.from_env(
-        {"PARSER_METRICS_PORT": "9999", "KAFKA_GROUP_ID": "g", "PARSER_BATCH_SIZE": "7"}
-    )
+    settings = ParserSettings.from_env({"PARSER_METRICS_PORT": "9999", "KAFKA_GROUP_ID": "g", "PARSER_BATCH_SIZE": "7"})
     assert (settings.metrics_port, settings.kafka_group_id, settings.batch_size) == (9999, "g", 7)
     assert ParserSettings.from_env({}) == ParserSettings()
     with pytest.raises(ValueError, match="PARSER_BATCH_SIZE"):
