@@ -128,6 +128,9 @@ class Ingestor:
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)
         self.source.commit(self._positions)
         metrics.LAST_APPLIED.set(time.time())
+        lag = self.source.lag()
+        if lag is not None:
+            metrics.CONSUMER_LAG.set(lag)
         for kind, n in rows.counts.items():
             metrics.EVENTS.labels(kind=kind).inc(n)
         for reason, n in self._rejected_counts.items():
