@@ -1,8 +1,9 @@
 """`python -m data_parsing ingest --source file:PATH | - | kafka://HOST:PORT/TOPIC`.
 
 Exit 0 after the source ends, after --max-idle seconds without a record, or on SIGTERM/SIGINT (the batch
-in hand is applied and committed first). Exit 2 with one line when the database, the broker or the
-metrics port is unavailable at start; exit 1 when asked to stop while the database is down.
+in hand is applied and committed first). Exit 2 with one line when the database or the broker is
+unavailable at start (or, for a Kafka source, the metrics port is taken: a file replay then runs without
+metrics); exit 1 when asked to stop while the database is down.
 """
 
 from __future__ import annotations
@@ -72,14 +73,16 @@ def ingest(args: argparse.Namespace) -> int:
     if problem:
         return _fail(problem)
     try:
+        metrics.serve(settings.metrics_port)
+    except OSError as exc:
+        if args.source.startswith("kafka://"):  # a long-running consumer must be observable
+            return _fail(f"cannot serve metrics on port {settings.metrics_port}: {exc.strerror}")
+        # a one-shot replay must not fail because a live parser holds the port
+        log.warning({"event": "metrics_unavailable", "port": settings.metrics_port, "error": exc.strerror})
+    try:
         source = open_source(args.source, settings.kafka_group_id, args.start_timeout)
     except SourceUnavailable as exc:
         return _fail(str(exc))
-    try:
-        metrics.serve(settings.metrics_port)
-    except OSError as exc:
-        source.close()
-        return _fail(f"cannot serve metrics on port {settings.metrics_port}: {exc.strerror}")
 
     stop = threading.Event()
 

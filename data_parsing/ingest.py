@@ -208,6 +208,7 @@ class Ingestor:
             {
                 "event": "progress",
                 "events_per_s": round(lines / seconds, 1) if seconds > 0 else None,
+                "lines": self.totals.lines,
                 "events": sum(self.totals.events.values()),
                 "rejected": sum(self.totals.rejected.values()),
                 "lag": lag,

@@ -8,7 +8,6 @@ import json
 import signal
 import subprocess
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -121,27 +120,38 @@ def _metric(port: int, name: str) -> float | None:
 
 
 def test_sigterm_applies_the_batch_in_hand_and_exits_zero_with_metrics(sqlite_url: str, stream) -> None:
-    """Lines wait in memory (a batch of 1 hour); SIGTERM makes them land, then the process exits 0."""
+    """Every line read but held in memory (a batch of 1 hour); SIGTERM makes them land, then exit 0."""
     path, lines = stream
     port = free_port()
-    cmd = ingest_cmd("-", sqlite_url, "--batch-seconds", "3600", "--batch-size", "1000000")
+    cmd = ingest_cmd("-", sqlite_url, "--batch-seconds", "3600", "--batch-size", "1000000", "--progress-seconds", "0.2")
     cmd[cmd.index("--metrics-port") + 1] = str(port)
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=False)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log: list[dict] = []
+
+    def collect() -> None:
+        for raw in proc.stderr:
+            if raw.startswith("{"):
+                log.append(json.loads(raw))
+
+    reader = threading.Thread(target=collect, daemon=True)
+    reader.start()
+    engine = create_engine(sqlite_url)
     try:
-        proc.stdin.write(path.read_bytes())
+        proc.stdin.buffer.write(path.read_bytes())
         proc.stdin.flush()  # stdin stays open: the parser cannot know the stream ended
-        wait_for(lambda: _metric(port, "parser_up") == 1.0, timeout=30, what="parser metrics")
-        engine = create_engine(sqlite_url)
+        wait_for(lambda: any(e.get("lines") == len(lines) for e in log), timeout=60, what="all lines read")
+        assert _metric(port, "parser_up") == 1.0
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM watched")).scalar_one() == 0
-        time.sleep(1.0)  # let the reader thread hand the lines over; correctness does not depend on it
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 0, err.decode()
+    reader.join(timeout=10)
+    assert proc.returncode == 0, log[-3:]
+    assert any(e.get("event") == "stopping" for e in log)
     assert comparable_state(engine) == oracle_state(lines)
     engine.dispose()
 
@@ -200,3 +210,21 @@ def test_stop_while_the_database_is_down_leaves_the_batch_unapplied(sqlite_url: 
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM watched")).scalar_one() == 0
     engine.dispose()
+
+
+def test_metrics_port_taken_fails_a_consumer_but_not_a_replay(sqlite_url: str, stream) -> None:
+    import socket
+
+    path, _ = stream
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = str(holder.getsockname()[1])
+        replay = run_ingest(f"file:{path}", sqlite_url, "--metrics-port", port)
+        consumer = run_ingest(
+            "kafka://127.0.0.1:1/movielog", sqlite_url, "--metrics-port", port, "--start-timeout", "1"
+        )
+    assert replay.returncode == 0, replay.stderr
+    assert "metrics_unavailable" in replay.stderr
+    assert consumer.returncode == 2
+    assert "cannot serve metrics" in consumer.stderr
