@@ -98,6 +98,11 @@ def ingest(args: argparse.Namespace) -> int:
         totals = ingestor.run(max_idle=args.max_idle, progress_seconds=args.progress_seconds)
     except StopWhileDatabaseDown:
         return _fail("stopped while the database was unreachable; the unapplied batch will be re-read", 1)
+    except Exception as exc:  # a defect or a fatal broker error: say so in one line; nothing was committed
+        log.error({"event": "failed", "error": repr(exc)[:500]}, exc_info=True)
+        return _fail(
+            f"stopped by an unexpected error ({type(exc).__name__}: {exc}); the batch in hand will be re-read", 1
+        )
     finally:
         source.close()
     seconds = time.monotonic() - started
