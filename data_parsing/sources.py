@@ -273,7 +273,7 @@ class KafkaSource:
 
     def lag(self) -> int | None:
         lags = [v for p, v in self._lags.items() if p in self._assigned and v >= 0]
-        return sum(lags) if lags else (0 if self._assigned and self._lags else None)
+        return sum(lags) if lags else None
 
     @property
     def exhausted(self) -> bool:

@@ -231,3 +231,23 @@ def test_corrupted_movielens_demo_through_kafka_with_a_crash_equals_a_clean_pass
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 0 < killed_at < len(clean["watched"]), "the kill should land in the middle of the stream"
     _assert_same_store(_state(store_url), clean)
+
+
+def test_in_process_consumer_reports_lag_and_counts(topic_url: str, store_url: str, stream) -> None:
+    """The Kafka source feeds the metrics: lag summed over partitions (0 once drained), events by kind."""
+    from data_parsing import metrics
+    from data_parsing.sources import KafkaSource
+
+    _, lines, single_pass = stream
+    metrics.CONSUMER_LAG.set(-1)
+    engine = create(store_url)
+    source = KafkaSource.from_url(topic_url, "g-in-process")
+    ingestor = Ingestor(source, engine, ParserSettings(metrics_port=0, batch_size=500))
+    try:
+        totals = ingestor.run(max_idle=4.0)
+        assert source.lag() == 0 and metrics.CONSUMER_LAG._value.get() == 0
+    finally:
+        source.close()
+    assert totals.lines == len(lines)
+    _assert_same_store(comparable_state(engine), single_pass)
+    engine.dispose()
