@@ -34,14 +34,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str, separators=(",", ":"))
 
 
+class StderrHandler(logging.Handler):
+    """Writes to whatever sys.stderr is at emit time (so captured output in tests sees it too)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     """Send the `inference` loggers to stderr as JSON lines (idempotent)."""
     logger = logging.getLogger("inference")
-    if any(getattr(h, "_inference_json", False) for h in logger.handlers):
+    if any(isinstance(h, StderrHandler) for h in logger.handlers):
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(JsonFormatter())
-    handler._inference_json = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False

@@ -7,6 +7,7 @@ handles lazily, in the process that uses them (gunicorn workers fork before the 
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -66,7 +67,7 @@ class SqlHistorySource:
 
         with self._engine().connect() as conn:
             rows = queries.user_history(conn, user_id, limit=limit)
-        return [(str(row["movie_id"]), row["rating"]) for row in rows]
+        return [(str(row.movie_id), row.rating) for row in rows]
 
     def popular(self, limit: int) -> list[tuple[str, int]]:
         from db_utils import queries
@@ -76,9 +77,15 @@ class SqlHistorySource:
         return [(str(movie_id), int(count)) for movie_id, count in rows]
 
 
-def open_vector_store() -> VectorSource:
-    """The embeddings package's VectorStore built from its own settings (CHROMA_PATH or CHROMA_HOST)."""
-    from embeddings.store import VectorStore
+DEFAULT_VECTOR_STORE = "embeddings.store:VectorStore"
 
-    from_env = getattr(VectorStore, "from_env", None)
-    return from_env() if callable(from_env) else VectorStore()
+
+def open_vector_store(factory: str | None = None) -> VectorSource:
+    """The vector store named by `factory` ("module:callable"; default VECTOR_STORE_FACTORY, else the
+    embeddings package's VectorStore, built from its own settings: CHROMA_PATH or CHROMA_HOST)."""
+    spec = factory or os.environ.get("VECTOR_STORE_FACTORY") or DEFAULT_VECTOR_STORE
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"VECTOR_STORE_FACTORY must look like module:callable, got {spec!r}")
+    target = getattr(importlib.import_module(module_name), attr)
+    return target()
