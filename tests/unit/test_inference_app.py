@@ -10,7 +10,15 @@ from flask.testing import FlaskClient
 
 from inference.app import create_app
 from inference.openapi import spec
-from tests.fixtures.inference import POPULAR, FakeHistory, FakeVectors, app, client, make_app, sources  # noqa: F401
+from tests.fixtures.inference import (  # noqa: F401 - fixtures
+    POPULAR,
+    FakeHistory,
+    FakeVectors,
+    app_fixture,
+    client_fixture,
+    make_app,
+    sources_fixture,
+)
 
 POPULAR_IDS = [m for m, _ in POPULAR]
 
