@@ -109,6 +109,8 @@ class ServiceSettings:
     """POPULAR_SIZE: length of the cached popular list (the cold-start answer and the fill)."""
     popular_ttl_seconds: float = 60.0
     """POPULAR_TTL_SECONDS: age after which the popular list is reloaded from the store."""
+    popular_snapshot: str = "data/popular.json"
+    """POPULAR_SNAPSHOT: file keeping the last good popular list across restarts ('' turns it off)."""
     ready_cache_seconds: float = 2.0
     """READY_CACHE_SECONDS: /ready probes dependencies at most this often."""
     batch_max_users: int = 1000
@@ -132,6 +134,7 @@ class ServiceSettings:
             version_check_seconds=_float(env, "VECTOR_VERSION_CHECK_SECONDS", cls.version_check_seconds),
             popular_size=_int(env, "POPULAR_SIZE", cls.popular_size, minimum=1),
             popular_ttl_seconds=_float(env, "POPULAR_TTL_SECONDS", cls.popular_ttl_seconds),
+            popular_snapshot=env.get("POPULAR_SNAPSHOT", cls.popular_snapshot),
             ready_cache_seconds=_float(env, "READY_CACHE_SECONDS", cls.ready_cache_seconds),
             encoder_name=env.get("ENCODER_NAME", cls.encoder_name) or cls.encoder_name,
             access_log=env.get("ACCESS_LOG", "1").strip().lower() not in {"0", "false", "no", "off"},

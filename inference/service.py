@@ -62,7 +62,8 @@ class Recommender:
         self._clock = clock
         self.neighbour_cache = NeighbourCache(settings.neighbour_cache_size, settings.version_check_seconds,
                                               clock=clock)
-        self.popular_cache = PopularCache(settings.popular_ttl_seconds, clock=clock)
+        self.popular_cache = PopularCache(settings.popular_ttl_seconds, clock=clock,
+                                          snapshot_path=settings.popular_snapshot or None)
         self.state: dict[str, DependencyState] = {"sql": DependencyState(), "vectors": DependencyState()}
 
     # -- dependencies -------------------------------------------------------------------------------
@@ -108,6 +109,14 @@ class Recommender:
             self.neighbour_cache.put_many(fresh)
             found.update(fresh)
         return found
+
+    def warm(self) -> None:
+        """Load the popular list and open the vector store now (at worker start), so the first
+        requests are fast and a dependency that dies later leaves a list in memory."""
+        self.popular()
+        with contextlib.suppress(Exception):
+            store = self.vectors()
+            self.neighbour_cache.check_version(lambda: store.version)
 
     # -- answers ------------------------------------------------------------------------------------
     def _popular_answer(self, popular: list[tuple[str, int]], history: list[tuple[str, float | None]],

@@ -269,6 +269,7 @@ def test_create_app_reads_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     monkeypatch.setenv("RECOMMEND_HISTORY_SIZE", "7")
     monkeypatch.setenv("GIT_SHA", "cafe123")
+    monkeypatch.setenv("POPULAR_SNAPSHOT", "")
     app: Flask = create_app({"HISTORY_SOURCE": FakeHistory(), "VECTORS_FACTORY": FakeVectors})
     assert app.config["SETTINGS"].history_size == 7
     assert app.config["REVISION"] == "cafe123"
