@@ -105,7 +105,7 @@ class Recommender:
         if missing:
             self.metrics.cache_misses.inc(len(missing))
             fetched = store.neighbours(missing, self.settings.neighbours_k)
-            fresh = {m: [(n, float(s)) for n, s in fetched.get(m, []) if n != m] for m in missing}
+            fresh = {m: NeighbourList((n, s) for n, s in fetched.get(m, []) if n != m) for m in missing}
             self.neighbour_cache.put_many(fresh)
             found.update(fresh)
         return found
