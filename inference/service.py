@@ -14,7 +14,7 @@ from typing import Any
 from inference.cache import NeighbourCache, NeighbourList, PopularCache
 from inference.config import ServiceSettings
 from inference.metrics import ServiceMetrics
-from inference.ranking import Scored, rank
+from inference.ranking import NormalizedPopularity, Scored, normalize_popularity, rank
 from inference.sources import HistorySource, VectorSource
 
 
@@ -64,6 +64,7 @@ class Recommender:
                                               clock=clock)
         self.popular_cache = PopularCache(settings.popular_ttl_seconds, clock=clock,
                                           snapshot_path=settings.popular_snapshot or None)
+        self._popular_normalized: tuple[list[tuple[str, int]], NormalizedPopularity] | None = None
         self.state: dict[str, DependencyState] = {"sql": DependencyState(), "vectors": DependencyState()}
 
     # -- dependencies -------------------------------------------------------------------------------
@@ -86,14 +87,18 @@ class Recommender:
                     raise
         return self._vectors
 
-    def popular(self) -> list[tuple[str, int]]:
-        """The cached popular list; a failing reload keeps the last good one (possibly empty)."""
+    def popular(self) -> NormalizedPopularity:
+        """The cached popular list, normalized once per list; a failing reload keeps the last good one
+        (possibly empty)."""
         try:
             items = self.popular_cache.get(lambda: self.history_source.popular(self.settings.popular_size))
         except Exception as exc:  # any store failure means: serve what we hold
             self._mark("sql", exc)
-            return self.popular_cache.items
-        return items
+            items = self.popular_cache.items
+        cached = self._popular_normalized
+        if cached is None or cached[0] is not items:
+            cached = self._popular_normalized = (items, normalize_popularity(items))
+        return cached[1]
 
     def neighbours(self, movie_ids: Sequence[str]) -> dict[str, NeighbourList]:
         """Neighbour lists of the ids: cached ones, plus the missing ones in one batched query."""
@@ -119,7 +124,7 @@ class Recommender:
             self.neighbour_cache.check_version(lambda: store.version)
 
     # -- answers ------------------------------------------------------------------------------------
-    def _popular_answer(self, popular: list[tuple[str, int]], history: list[tuple[str, float | None]],
+    def _popular_answer(self, popular: NormalizedPopularity, history: list[tuple[str, float | None]],
                         kind: str, reason: str | None) -> Outcome:
         return Outcome(rank(history, {}, popular, self.settings.rank), kind, reason)
 
@@ -156,7 +161,7 @@ class Recommender:
         return out
 
     def _rank_history(self, history: list[tuple[str, float | None]],
-                      popular: list[tuple[str, int]]) -> Outcome:
+                      popular: NormalizedPopularity) -> Outcome:
         if not history:
             self.metrics.cold_start.inc()
             return self._popular_answer(popular, [], "cold_start", None)
@@ -168,14 +173,14 @@ class Recommender:
             return self._fallback(popular, history, classify(exc, "vectors"))
         return Outcome(rank(history, neighbours, popular, self.settings.rank), "personalized")
 
-    def _fallback(self, popular: list[tuple[str, int]], history: list[tuple[str, float | None]],
+    def _fallback(self, popular: NormalizedPopularity, history: list[tuple[str, float | None]],
                   reason: str) -> Outcome:
         self.metrics.fallback.labels(reason=reason).inc()
         return self._popular_answer(popular, history, "fallback", reason)
 
     def fallback_answer(self, reason: str = "error") -> Outcome:
         """The in-memory popular list, for a request that failed in an unexpected way."""
-        return self._fallback(self.popular_cache.items, [], reason)
+        return self._fallback(normalize_popularity(self.popular_cache.items), [], reason)
 
     def similar(self, movie_id: str, k: int) -> list[tuple[str, float]] | None:
         """Nearest movies of one movie (None when it has no vector); raises when the vectors fail."""
