@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rate", type=float, default=300.0, help="requests/s of the paced latency run")
     parser.add_argument("--rate-seconds", type=float, default=20.0)
-    parser.add_argument("--warmup-requests", type=int, default=50_000)
+    parser.add_argument("--warmup-seconds", type=int, default=20, help="wrk traffic before measuring")
     parser.add_argument("--soak-requests", type=int, default=200_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--worker-class", default=None, help="sync or gthread (default: gunicorn.conf.py's)")
@@ -254,8 +254,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with gunicorn_service(env, workers=args.workers, worker_class=args.worker_class) as service:
         host, port = "127.0.0.1", int(service.url.rsplit(":", 1)[1])
-        warm = run_wrk(service.url, lua, max(3, int(args.warmup_requests / max(ceiling["rps"] * 0.4, 1))),
-                       args.connections)
+        warm = run_wrk(service.url, lua, args.warmup_seconds, args.connections)
         result = run_wrk(service.url, lua, args.seconds, args.connections)
         share = result["rps"] / ceiling["rps"]
         print(f"/recommend mix   : {result['rps']:8.0f} req/s  p50 {result['p50']:.2f} ms  "

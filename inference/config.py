@@ -103,6 +103,12 @@ class ServiceSettings:
     """RECOMMEND_NEIGHBOURS_K: nearest neighbours fetched per history movie."""
     neighbour_cache_size: int = 30_000
     """NEIGHBOUR_CACHE_SIZE: per-movie neighbour lists kept in the LRU (a catalog of 27k fits)."""
+    warm_neighbours: int = 30_000
+    """NEIGHBOUR_WARM_COUNT: when a worker starts, a background thread fetches the neighbour lists of
+    this many most-watched movies, most watched first (the whole catalog by default: about 11 MB), so
+    requests soon stop paying for cache misses."""
+    warm_seconds: float = 300.0
+    """NEIGHBOUR_WARM_SECONDS: time budget of that background warm-up."""
     version_check_seconds: float = 5.0
     """VECTOR_VERSION_CHECK_SECONDS: how often the vector collection's version is compared."""
     popular_size: int = 200
@@ -131,6 +137,8 @@ class ServiceSettings:
             history_size=_int(env, "RECOMMEND_HISTORY_SIZE", cls.history_size, minimum=1),
             neighbours_k=_int(env, "RECOMMEND_NEIGHBOURS_K", cls.neighbours_k, minimum=1),
             neighbour_cache_size=_int(env, "NEIGHBOUR_CACHE_SIZE", cls.neighbour_cache_size, minimum=1),
+            warm_neighbours=_int(env, "NEIGHBOUR_WARM_COUNT", cls.warm_neighbours),
+            warm_seconds=_float(env, "NEIGHBOUR_WARM_SECONDS", cls.warm_seconds),
             version_check_seconds=_float(env, "VECTOR_VERSION_CHECK_SECONDS", cls.version_check_seconds),
             popular_size=_int(env, "POPULAR_SIZE", cls.popular_size, minimum=1),
             popular_ttl_seconds=_float(env, "POPULAR_TTL_SECONDS", cls.popular_ttl_seconds),

@@ -5,6 +5,7 @@ missing ones fetched in one batched vector query, and the in-memory popular list
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +41,9 @@ def classify(exc: BaseException, default: str) -> str:
     """The fallback reason of an exception: timeout when it says so, else the dependency's name."""
     text = f"{type(exc).__name__} {exc}".lower()
     return "timeout" if "timeout" in text or "timed out" in text else default
+
+
+log = logging.getLogger("inference.service")
 
 
 def _describe(exc: BaseException) -> str:
@@ -109,19 +113,53 @@ class Recommender:
         self.metrics.cache_hits.inc(len(found))
         if missing:
             self.metrics.cache_misses.inc(len(missing))
-            fetched = store.neighbours(missing, self.settings.neighbours_k)
-            fresh = {m: NeighbourList((n, s) for n, s in fetched.get(m, []) if n != m) for m in missing}
-            self.neighbour_cache.put_many(fresh)
-            found.update(fresh)
+            found.update(self._fetch(store, missing))
         return found
 
-    def warm(self) -> None:
-        """Load the popular list and open the vector store now (at worker start), so the first
-        requests are fast and a dependency that dies later leaves a list in memory."""
+    def _fetch(self, store: VectorSource, movie_ids: list[str]) -> dict[str, NeighbourList]:
+        """One batched neighbour query for these ids, stored in the cache."""
+        fetched = store.neighbours(movie_ids, self.settings.neighbours_k)
+        fresh = {m: NeighbourList((n, s) for n, s in fetched.get(m, []) if n != m) for m in movie_ids}
+        self.neighbour_cache.put_many(fresh)
+        return fresh
+
+    def warm(self, background: bool = True) -> threading.Thread | None:
+        """At worker start: load the popular list and open the vector store now (a dependency that
+        dies later leaves a list in memory), then fetch the neighbour lists of the most watched movies
+        in a background thread (or here when `background` is False), so requests soon stop paying for
+        cache misses. Returns the thread, if one was started."""
         self.popular()
-        with contextlib.suppress(Exception):
+        try:
             store = self.vectors()
             self.neighbour_cache.check_version(lambda: store.version)
+        except Exception:  # requests fall back and retry; nothing to warm now
+            return None
+        if self.settings.warm_neighbours <= 0:
+            return None
+        if not background:
+            self.warm_neighbours()
+            return None
+        thread = threading.Thread(target=self.warm_neighbours, name="neighbour-warm-up", daemon=True)
+        thread.start()
+        return thread
+
+    def warm_neighbours(self) -> int:
+        """Fetch the neighbour lists of the most watched movies not cached yet, in batches, within
+        `warm_seconds`; returns how many lists were fetched. Failures end the warm-up quietly."""
+        started = self._clock()
+        fetched = 0
+        count = min(self.settings.warm_neighbours, self.neighbour_cache.max_size)
+        try:
+            ids = [m for m, _ in self.history_source.popular(count)]
+            for start in range(0, len(ids), 200):
+                if self._clock() - started > self.settings.warm_seconds:
+                    break
+                _, missing = self.neighbour_cache.get_many(ids[start:start + 200])
+                if missing:
+                    fetched += len(self._fetch(self.vectors(), missing))
+        except Exception as exc:
+            log.info("neighbour warm-up stopped", extra={"error": _describe(exc), "fetched": fetched})
+        return fetched
 
     # -- answers ------------------------------------------------------------------------------------
     def _popular_answer(self, popular: NormalizedPopularity, history: list[tuple[str, float | None]],

@@ -273,3 +273,17 @@ def test_create_app_reads_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> 
     app: Flask = create_app({"HISTORY_SOURCE": FakeHistory(), "VECTORS_FACTORY": FakeVectors})
     assert app.config["SETTINGS"].history_size == 7
     assert app.config["REVISION"] == "cafe123"
+
+
+def test_worker_start_warms_the_neighbour_cache_with_popular_movies(
+        sources: tuple[FakeHistory, FakeVectors], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    history, vectors = sources
+    history.popular_list.insert(0, ("a+1990", 5000))
+    app = make_app(history, vectors, warm_neighbours=3)
+    rec = app.extensions["recommender"]
+    rec.warm(background=False)
+    assert vectors.queries == [["a+1990", "popular+movie+0+2000", "popular+movie+1+2000"]]
+    assert len(rec.neighbour_cache) == 3
+    app.test_client().get("/recommend/2")
+    assert len(vectors.queries) == 1  # user 2's only movie was warmed
