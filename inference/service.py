@@ -68,6 +68,7 @@ class Recommender:
                                               clock=clock)
         self.popular_cache = PopularCache(settings.popular_ttl_seconds, clock=clock,
                                           snapshot_path=settings.popular_snapshot or None)
+        self.warming = False
         self._popular_normalized: tuple[list[tuple[str, int]], NormalizedPopularity] | None = None
         self.state: dict[str, DependencyState] = {"sql": DependencyState(), "vectors": DependencyState()}
 
@@ -149,6 +150,7 @@ class Recommender:
         started = self._clock()
         fetched = 0
         count = min(self.settings.warm_neighbours, self.neighbour_cache.max_size)
+        self.warming = True
         try:
             ids = [m for m, _ in self.history_source.popular(count)]
             for start in range(0, len(ids), 200):
@@ -157,8 +159,12 @@ class Recommender:
                 _, missing = self.neighbour_cache.get_many(ids[start:start + 200])
                 if missing:
                     fetched += len(self._fetch(self.vectors(), missing))
+            log.info("neighbour warm-up done",
+                     extra={"fetched": fetched, "seconds": round(self._clock() - started, 3)})
         except Exception as exc:
             log.info("neighbour warm-up stopped", extra={"error": _describe(exc), "fetched": fetched})
+        finally:
+            self.warming = False
         return fetched
 
     # -- answers ------------------------------------------------------------------------------------
@@ -253,7 +259,7 @@ class Recommender:
             checks["vectors"] = {"ok": False, "error": _describe(exc)}
         popular_size = len(self.popular_cache.items)
         checks["caches"] = {"ok": popular_size > 0, "popular": popular_size,
-                            "neighbour_lists": len(self.neighbour_cache),
+                            "neighbour_lists": len(self.neighbour_cache), "warming": self.warming,
                             "neighbour_capacity": self.neighbour_cache.max_size}
         if popular_size == 0:
             checks["caches"]["error"] = "no popular list is held in memory"
