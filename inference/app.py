@@ -60,7 +60,7 @@ def _ready_probe(rec: Recommender, cache_seconds: float) -> Callable[[], dict[st
             if last and now - last["at"] < cache_seconds:
                 return last["doc"]
             doc = rec.probe()
-            rec.metrics.ready.set(1 if doc["status"] == "ready" else 0)
+            rec.set_ready(doc["status"] == "ready")
             last.update(at=now, doc=doc)
             return doc
 
@@ -92,6 +92,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if app.config["WARM"]:
         rec.warm()
     app.extensions["ready_probe"] = _ready_probe(rec, settings.ready_cache_seconds)
+    if app.config["WARM"]:
+        app.extensions["ready_probe"]()  # sets recommender_ready from the start
     app.register_blueprint(bp)
     _register_hooks(app, settings)
     _register_errors(app)

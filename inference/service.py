@@ -69,12 +69,24 @@ class Recommender:
         self.popular_cache = PopularCache(settings.popular_ttl_seconds, clock=clock,
                                           snapshot_path=settings.popular_snapshot or None)
         self.warming = False
+        self._ready: bool | None = None
         self._popular_normalized: tuple[list[tuple[str, int]], NormalizedPopularity] | None = None
         self.state: dict[str, DependencyState] = {"sql": DependencyState(), "vectors": DependencyState()}
 
     # -- dependencies -------------------------------------------------------------------------------
     def _mark(self, name: str, exc: BaseException | None) -> None:
+        """Record what a request saw of a dependency; keep `recommender_ready` in step with it."""
+        previous = self.state[name]
+        if exc is None and previous.ok:
+            return
         self.state[name] = DependencyState(ok=exc is None, error=None if exc is None else _describe(exc))
+        self.set_ready(all(s.ok for s in self.state.values()) and bool(self.popular_cache.items))
+
+    def set_ready(self, ready: bool) -> None:
+        """Set the recommender_ready gauge (written only when it changes)."""
+        if ready != self._ready:
+            self._ready = ready
+            self.metrics.ready.set(1 if ready else 0)
 
     def vectors(self) -> VectorSource:
         """The vector store, opened on first use in this process; reopened at most every few seconds."""

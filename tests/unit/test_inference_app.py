@@ -144,6 +144,7 @@ def test_sql_down_serves_popular_from_memory_and_ready_degrades(
     history, _ = sources
     assert line(client.get("/recommend/1"))  # warms the popular list
     assert client.get("/ready").status_code == 200
+    assert metric(client, "recommender_ready") == 1
     history.up = False
     before = metric(client, 'recommend_fallback_total{reason="sql"}')
     for _ in range(3):
@@ -151,6 +152,7 @@ def test_sql_down_serves_popular_from_memory_and_ready_degrades(
         assert response.status_code == 200
         assert line(response) == POPULAR_IDS[:20]
     assert metric(client, 'recommend_fallback_total{reason="sql"}') == before + 3
+    assert metric(client, "recommender_ready") == 0  # set by the failing requests, before any /ready
     ready = client.get("/ready")
     assert ready.status_code == 503
     doc = ready.get_json()
