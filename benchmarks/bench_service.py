@@ -282,8 +282,13 @@ def main(argv: list[str] | None = None) -> int:
               f"p50 {paced_result['p50']:.2f} ms  p95 {paced_result['p95']:.2f} ms  "
               f"p99 {paced_result['p99']:.2f} ms (goal <= 25 ms)  statuses {paced_result['statuses']}")
         before = worker_rss(service.proc.pid)
-        soak_seconds = max(5, int(args.soak_requests / max(result["rps"], 1)))
-        soak = run_wrk(service.url, lua, soak_seconds, args.connections)
+        soaked = 0.0
+        while soaked < args.soak_requests:  # wrk runs until the request count is reached
+            left = args.soak_requests - soaked
+            chunk = run_wrk(service.url, lua, max(3, min(60, int(left / max(result["rps"], 1)) + 1)),
+                            args.connections)
+            soaked += chunk["requests"]
+        soak = {"requests": soaked}
         after = worker_rss(service.proc.pid)
         growth = max((after[p] - before[p]) / before[p] for p in before if p in after)
         print(f"memory           : {soak['requests']:,.0f} requests after {warm['requests']:,.0f} warm-up; "
