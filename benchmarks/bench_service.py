@@ -259,13 +259,14 @@ def main(argv: list[str] | None = None) -> int:
     trivial_env = {**env, "PYTHONPATH": ROOT}
 
     with gunicorn_service(trivial_env, workers=args.workers, app="benchmarks.trivial_app:app",
-                          worker_class=args.worker_class) as trivial:
+                          worker_class=args.worker_class, workdir=workdir) as trivial:
         run_wrk(trivial.url + "/", TRIVIAL_LUA, 2, args.connections)
         ceiling = run_wrk(trivial.url + "/", TRIVIAL_LUA, args.seconds, args.connections)
     print(f"trivial endpoint : {ceiling['rps']:8.0f} req/s  p50 {ceiling['p50']:.2f} ms  "
           f"p95 {ceiling['p95']:.2f} ms  p99 {ceiling['p99']:.2f} ms")
 
-    with gunicorn_service(env, workers=args.workers, worker_class=args.worker_class) as service:
+    with gunicorn_service(env, workers=args.workers, worker_class=args.worker_class,
+                          workdir=workdir) as service:
         host, port = "127.0.0.1", int(service.url.rsplit(":", 1)[1])
         waited = wait_warm(service)
         warm = run_wrk(service.url, lua, args.warmup_seconds, args.connections)

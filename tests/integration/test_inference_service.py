@@ -90,8 +90,8 @@ def test_collection_version_change_is_picked_up(real_app: Flask, demo: DemoStore
 
 
 @pytest.mark.slow
-def test_gunicorn_two_workers_serve_the_contract(env: dict[str, str], demo: DemoStore) -> None:
-    with gunicorn_service(env, workers=2) as service:
+def test_gunicorn_two_workers_serve_the_contract(env: dict[str, str], demo: DemoStore, tmp_path) -> None:
+    with gunicorn_service(env, workers=2, workdir=str(tmp_path)) as service:
         status, ctype, body = service.get("/recommend/1")
         assert status == 200 and ctype.startswith("text/plain")
         assert len(assert_line(body)) == 20
