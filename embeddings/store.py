@@ -58,6 +58,7 @@ class VectorStore:
             embedding_function=None,
         )
         self._max_batch = int(self._client.get_max_batch_size())
+        self._seen_version = str(self._collection.metadata.get("version", "")) if self._collection.metadata else ""
 
     def reopen(self) -> None:
         """Drop in-memory index state and open the store again.
@@ -161,8 +162,17 @@ class VectorStore:
 
     @property
     def version(self) -> str:
-        """The version the last build stamped; '' for a collection no build has finished yet."""
-        return str(self._metadata().get("version", ""))
+        """The version the last build stamped; '' for a collection no build has finished yet.
+
+        Embedded, a version stamped by another process since this store was opened makes it `reopen()`
+        first, so a reader that polls `version` (as the service does) then queries the new vectors.
+        """
+        version = str(self._metadata().get("version", ""))
+        if version != self._seen_version:
+            if not self.settings.chroma_host:
+                self.reopen()
+            self._seen_version = version
+        return version
 
     @property
     def dirty(self) -> bool:
@@ -177,4 +187,5 @@ class VectorStore:
         """Set a new version (default `new_version()`), clear `dirty`, and return the version."""
         version = version or new_version()
         self._collection.modify(metadata={**self._metadata(), "version": version, "dirty": False})
+        self._seen_version = version
         return version

@@ -126,8 +126,9 @@ def test_a_reader_process_sees_another_process_writes_after_reopen(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     written = subprocess.run([sys.executable, "-c", WRITER, settings.chroma_path, "movies"], cwd=root,
                              capture_output=True, text=True, timeout=120, check=True).stdout.split()[-1]
-    assert reader.version == written  # metadata reads are fresh: cheap to poll
-    reader.reopen()
+    assert reader.version == written  # a fresh metadata read, which reopens the embedded index
     assert reader.count() == 6
     assert [n for n, _ in reader.neighbours(["late"], k=2)["late"]] == ["a3", "a2"]
+    reader.reopen()  # explicit reopen works too, and keeps answering
+    assert reader.count() == 6 and reader.version == written
     reader.close()
