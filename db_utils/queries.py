@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NotRequired, TypedDict
 
-from sqlalchemy import Connection, Table, and_, exists, func, or_, select, text, union_all
+from sqlalchemy import Connection, Table, and_, bindparam, exists, func, or_, select, text, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -356,3 +356,44 @@ def count_rows(conn: Connection, table: str) -> int:
     if table not in known:
         raise ValueError(f"unknown table {table!r}")
     return int(conn.execute(select(func.count()).select_from(known[table])).scalar_one())
+
+
+# ------------------------------------------------------------------------------------- embeddings job
+
+EMBED_FIELDS = ("id", "title", "year", "genres", "overview", "tagline", "popularity", "content_hash")
+
+
+def movies_to_embed(conn: Connection) -> list[dict[str, Any]]:
+    """Movies whose vector is missing or stale: never embedded (``embedded_hash`` NULL, which includes
+    movies the parser registered without a title), or whose catalog text changed since
+    (``content_hash`` set and different from ``embedded_hash``). Rows carry the fields the text needs."""
+    m = Movie.__table__.c
+    stmt = (select(*(m[f] for f in EMBED_FIELDS))
+            .where(or_(m.embedded_hash.is_(None),
+                       and_(m.content_hash.is_not(None), m.content_hash != m.embedded_hash)))
+            .order_by(m.id))
+    return [dict(row._mapping) for row in conn.execute(stmt)]
+
+
+def mark_embedded(conn: Connection, rows: Iterable[tuple[str, str | None]]) -> int:
+    """Set ``embedded_hash`` for (movie id, hash) pairs: the hash of the text whose vector is now stored,
+    or None to say the vector is gone and must be rebuilt. Returns the number of pairs applied."""
+    batch = [{"movie_id": movie_id, "hash": digest} for movie_id, digest in rows]
+    if batch:
+        table = Movie.__table__
+        stmt = (table.update().where(table.c.id == bindparam("movie_id"))
+                .values(embedded_hash=bindparam("hash")))
+        conn.execute(stmt, batch)
+    return len(batch)
+
+
+def movie_embedded_hashes(conn: Connection) -> dict[str, str | None]:
+    """Every movie id with its ``embedded_hash`` (None when it has no vector yet)."""
+    m = Movie.__table__.c
+    return {movie_id: digest for movie_id, digest in conn.execute(select(m.id, m.embedded_hash))}
+
+
+def untitled_movie_ids(conn: Connection) -> list[str]:
+    """Ids of movies registered from the stream that still lack catalog metadata (title NULL)."""
+    m = Movie.__table__.c
+    return list(conn.execute(select(m.id).where(m.title.is_(None)).order_by(m.id)).scalars())

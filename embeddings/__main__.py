@@ -1,0 +1,51 @@
+"""`python -m embeddings build --catalog PATH.csv|kaggle:PATH|movielens|api`: embed the catalog into ChromaDB.
+
+Exit 0 on success (one JSON summary line on stdout), 1 with a one-line reason on stderr otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m embeddings", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="load a catalog, embed new or changed movies, drop gone ones")
+    build.add_argument("--catalog", help="PATH.csv, kaggle:PATH (movies_metadata.csv), movielens or api; "
+                                         "omit to embed only what the SQL store already holds")
+    build.add_argument("--database-url", help="SQLAlchemy URL (default: DATABASE_URL or sqlite:///data/recsys.db)")
+    build.add_argument("--batch-size", type=int, help="movies per commit step (default: EMBED_BATCH_SIZE or 1024)")
+    build.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+
+    import dataclasses
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from db_utils.engine import get_engine
+    from embeddings.config import EmbeddingSettings
+    from embeddings.job import build as run_build
+
+    try:
+        settings = EmbeddingSettings.from_env()
+        if args.batch_size:
+            if args.batch_size < 1:
+                raise ValueError("--batch-size must be at least 1.")
+            settings = dataclasses.replace(settings, batch_size=args.batch_size)
+        report = run_build(args.catalog, settings=settings, engine=get_engine(args.database_url),
+                           progress=False if args.no_progress else None)
+    except (ValueError, OSError, SQLAlchemyError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        print(f"error: embeddings build failed: {reason}", file=sys.stderr)
+        return 1
+    print(json.dumps(dataclasses.asdict(report)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

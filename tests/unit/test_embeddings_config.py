@@ -1,0 +1,40 @@
+"""EmbeddingSettings.from_env: documented defaults, overrides, and one-sentence errors."""
+
+import os
+
+import pytest
+
+from embeddings.config import EmbeddingSettings, default_model_path
+
+
+def test_defaults_need_no_environment():
+    settings = EmbeddingSettings.from_env({})
+    assert settings.chroma_path == "data/chroma"
+    assert settings.chroma_host is None
+    assert settings.collection == "movies"
+    assert settings.model_path == default_model_path()
+    assert os.path.isfile(os.path.join(settings.model_path, "config.json"))
+    assert settings.movie_api_url is None
+
+
+def test_environment_overrides():
+    settings = EmbeddingSettings.from_env({
+        "CHROMA_PATH": "/tmp/c", "CHROMA_HOST": "10.0.0.5", "CHROMA_PORT": "8100", "MODEL_PATH": "/m",
+        "EMBED_BATCH_SIZE": "50", "MOVIE_API_URL": "http://api:8080/", "MOVIE_API_RETRIES": "0",
+        "MOVIE_API_TIMEOUT": "0.5",
+    })
+    assert (settings.chroma_path, settings.chroma_host, settings.chroma_port) == ("/tmp/c", "10.0.0.5", 8100)
+    assert (settings.model_path, settings.batch_size) == ("/m", 50)
+    assert settings.movie_api_url == "http://api:8080"
+    assert (settings.api_retries, settings.api_timeout) == (0, 0.5)
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("CHROMA_PORT", "eighty", "CHROMA_PORT='eighty' is not a valid int."),
+    ("EMBED_BATCH_SIZE", "0", "EMBED_BATCH_SIZE='0' must be at least 1."),
+    ("MOVIE_API_RETRIES", "-1", "MOVIE_API_RETRIES='-1' must be at least 0."),
+])
+def test_bad_values_give_one_clear_sentence(name, value, message):
+    with pytest.raises(ValueError) as err:
+        EmbeddingSettings.from_env({name: value})
+    assert str(err.value) == message
