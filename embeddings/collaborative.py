@@ -25,13 +25,22 @@ class CollabConfig:
     """Shape of the factorisation.
 
     dim: number of latent factors (capped below the matrix's smaller side); 64 by the evaluation grid.
-    seed: seeds ARPACK's start vector so a rebuild on the same data gives the same vectors.
-    min_viewers: movies watched by fewer users get no collaborative vector (too little signal).
+    seed: seeds ARPACK's start vector and the tie-breaking jitter, so a rebuild on the same data gives
+        the same vectors.
+    min_viewers: movies watched by fewer users get no collaborative vector. A movie seen by one user only
+        says nothing about co-watching: its column equals every other single-viewer movie of that user,
+        and they would all be each other's exact neighbours (2 was better than 1 and 3 on hit rate and
+        coverage together, docs/evaluation.md).
+    tie_jitter: length of a seeded random offset added to each unit vector before re-normalising. Movies
+        watched by exactly the same users have identical vectors; without it their order among tied
+        neighbours would be decided by the vector index's insertion threads, run to run. It moves
+        similarities by about tie_jitter squared, far below any real difference.
     """
 
     dim: int = 64
     seed: int = 0
-    min_viewers: int = 1
+    min_viewers: int = 2
+    tie_jitter: float = 3e-3
 
 
 @dataclass(frozen=True)
@@ -70,11 +79,18 @@ def _truncated_svd(matrix: sp.csr_matrix, dim: int, seed: int) -> tuple[np.ndarr
     return s[order], vt[order].T
 
 
-def item_vectors(interactions: Interactions, config: CollabConfig = CollabConfig()) -> tuple[list[str], np.ndarray]:
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+
+
+def item_vectors(interactions: Interactions, config: CollabConfig | None = None) -> tuple[list[str], np.ndarray]:
     """Unit-length collaborative vectors of the movies with at least ``min_viewers`` viewers.
 
     Returns (movie ids, float32 array of shape (n, dim)). Each factor's sign is fixed (its largest entry
     positive) so the vectors do not depend on the solver's sign choice."""
+    config = config or CollabConfig()
     matrix = interactions.matrix
     viewers = np.asarray((matrix > 0).sum(axis=0)).ravel()
     keep = np.flatnonzero(viewers >= config.min_viewers)
@@ -86,6 +102,8 @@ def item_vectors(interactions: Interactions, config: CollabConfig = CollabConfig
     flip[flip == 0] = 1.0
     vectors = (v * flip) * np.sqrt(np.maximum(s, 0.0))
     vectors = vectors[keep]
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    vectors = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+    vectors = _unit(vectors)
+    if config.tie_jitter > 0:
+        noise = _unit(np.random.default_rng(config.seed).normal(size=vectors.shape))
+        vectors = _unit(vectors + config.tie_jitter * noise)
     return [interactions.movies[j] for j in keep], vectors.astype(np.float32)

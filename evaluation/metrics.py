@@ -15,6 +15,7 @@ Metrics for a single held-out movie per user (``rank`` is its 1-based position i
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -63,7 +64,7 @@ def history_bucket(length: int, bounds: Sequence[int] = HISTORY_BUCKETS) -> str:
     """The label of the bucket holding a history of ``length`` movies, e.g. ``20-49`` or ``500+``."""
     if length < bounds[0]:
         return f"<{bounds[0]}"
-    for low, high in zip(bounds, bounds[1:], strict=False):
+    for low, high in itertools.pairwise(bounds):
         if low <= length < high:
             return f"{low}-{high - 1}"
     return f"{bounds[-1]}+"
