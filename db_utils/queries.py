@@ -442,3 +442,12 @@ def activity_of_users(conn: Connection, user_ids: Iterable[int]) -> tuple[list[d
         ratings.extend(dict(row._mapping) for row in conn.execute(
             select(r.user_id, r.movie_id, r.rating, r.ts).where(r.user_id.in_(chunk))))
     return watched, ratings
+
+
+def latest_activity(conn: Connection) -> datetime | None:
+    """The time of the newest watch, rating or served list in the store (the evaluation's "now", so a
+    replayed historical stream is judged on its own clock); None for an empty store."""
+    w, r, s = Watched.__table__.c, Rating.__table__.c, RecommendationServed.__table__.c
+    values = [conn.execute(select(func.max(col))).scalar_one() for col in (w.last_ts, r.ts, s.ts)]
+    present = [v for v in values if v is not None]
+    return max(present) if present else None

@@ -61,7 +61,7 @@ def _online(args: argparse.Namespace) -> int:
     with open(args.out, "w", encoding="utf-8") as fh:
         json.dump(report, fh, indent=2, sort_keys=True, default=str)
         fh.write("\n")
-    print(json.dumps({k: v for k, v in report.items() if not isinstance(v, dict | list)}))
+    print(json.dumps({k: v for k, v in report.items() if not isinstance(v, dict | list)}, default=str))
     return 0
 
 
