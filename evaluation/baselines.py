@@ -18,8 +18,9 @@ from embeddings.collaborative import Interactions
 
 
 def _top_unseen(scores: np.ndarray, seen: np.ndarray, n: int) -> np.ndarray:
-    """Column indices of the n best scores among unseen columns, best first, ties by index."""
-    scores = scores.astype(np.float64, copy=True)
+    """Column indices of the n best scores among unseen columns, best first, ties by index (scores are
+    rounded to 12 decimals first, so float summation noise never decides a tie)."""
+    scores = np.round(scores.astype(np.float64), 12)
     scores[seen] = -np.inf
     n = min(n, int(np.isfinite(scores).sum()))
     if n <= 0:
