@@ -25,9 +25,8 @@ def _top_unseen(scores: np.ndarray, seen: np.ndarray, n: int) -> np.ndarray:
     n = min(n, int(np.isfinite(scores).sum()))
     if n <= 0:
         return np.zeros(0, dtype=np.int64)
-    candidates = np.argpartition(-scores, n - 1)[:n] if n < scores.size else np.arange(scores.size)
-    order = np.lexsort((candidates, -scores[candidates]))
-    return candidates[order][:n]
+    order = np.lexsort((np.arange(scores.size), -scores))
+    return order[:n]
 
 
 def most_popular(data: Interactions, users: Sequence[int], n: int = 20) -> dict[int, list[str]]:
