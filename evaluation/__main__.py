@@ -19,7 +19,8 @@ from datetime import datetime
 def _offline(args: argparse.Namespace) -> int:
     from evaluation.offline import OfflineConfig, default_grid, markdown, run_offline, write_report
 
-    config = OfflineConfig(seed=args.seed, users=args.users, cache_dir=args.cache_dir, workdir=args.workdir)
+    config = OfflineConfig(seed=args.seed, users=args.users, cache_dir=args.cache_dir, workdir=args.workdir,
+                           demo_users=args.demo_users)
     report = run_offline(config, grid=default_grid() if args.grid else ())
     write_report(report, args.out)
     print(markdown(report))
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     off.add_argument("--cache-dir", default="data/eval_cache", help="MiniLM vector cache (default: %(default)s)")
     off.add_argument("--workdir", default=None, help="keep the built store and vectors here (default: temp)")
     off.add_argument("--grid", action="store_true", help="also score the tuning grid of ranking weights")
+    off.add_argument("--demo-users", type=int, default=None,
+                     help="cut the demo to a seeded sample of N users first (a fast slice; default: whole demo)")
     on = sub.add_parser("online", help="conversion of served recommendations, from the store")
     on.add_argument("--out", default="online_report.json", help="report.json path (default: %(default)s)")
     on.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: DATABASE_URL)")
@@ -90,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     on.add_argument("--max-seconds", type=float, default=None, help="stop serving after this long")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
-    if args.command == "offline" and args.users is not None and args.users < 1:
-        parser.error("--users must be at least 1")
+    if args.command == "offline" and min(args.users or 1, args.demo_users or 1) < 1:
+        parser.error("--users and --demo-users must be at least 1")
     try:
         return _offline(args) if args.command == "offline" else _online(args)
     except (OSError, ValueError, RuntimeError) as exc:

@@ -47,6 +47,8 @@ class OfflineConfig:
     workdir: where the store and ChromaDB are built (None: a temporary directory, removed after).
     knn_k: neighbourhood size of the item-kNN baseline (20 was its best of 20/50/100 on the demo).
     rank: the ranking's weights (None: the service's defaults, `RankConfig()`).
+    demo_users: cut the demo to a seeded sample of this many users and the movies they rated (a small,
+        fast slice for tests and the notebook; None: the whole demo, the figure that is reported).
     """
 
     seed: int = 0
@@ -55,6 +57,7 @@ class OfflineConfig:
     workdir: str | None = None
     knn_k: int = 20
     rank: Any = None
+    demo_users: int | None = None
 
 
 # ----------------------------------------------------------------------------------------- encoder cache
@@ -139,6 +142,41 @@ def split_log(events_path: str, held_in_path: str) -> HeldIn:
     for row in split.held_in:
         lengths.setdefault(row.user_id, set()).add(row.movie_id)
     return HeldIn(split, {u: len(m) for u, m in lengths.items()}, kept, len(lines) - kept)
+
+
+SLICE_MAX_MOVIES = 40
+
+
+def slice_demo(catalog_path: str, events_path: str, out_dir: str, users: int, seed: int) -> tuple[str, str]:
+    """A smaller demo: the lines of a seeded sample of ``users`` light users (at most ``SLICE_MAX_MOVIES``
+    distinct movies each, so the slice's catalog stays small) and the catalog rows of the movies they
+    touched. Returns the new (catalog, events) paths."""
+    import csv
+
+    from data_parsing.parser import parse
+
+    os.makedirs(out_dir, exist_ok=True)
+    with open(events_path, encoding="utf-8") as fh:
+        lines = fh.readlines()
+    events = [parse(line) for line in lines]
+    seen: dict[int, set[str]] = {}
+    for e in events:
+        if hasattr(e, "movie_id"):
+            seen.setdefault(e.user_id, set()).add(e.movie_id)
+    light = [u for u, movies in seen.items() if len(movies) <= SLICE_MAX_MOVIES]
+    chosen = set(sample_users(light, users, seed))
+    kept = [(line, e) for line, e in zip(lines, events, strict=True) if getattr(e, "user_id", None) in chosen]
+    movies = {e.movie_id for _, e in kept if hasattr(e, "movie_id")}
+    out_events, out_catalog = os.path.join(out_dir, "events.log"), os.path.join(out_dir, "catalog.csv")
+    with open(out_events, "w", encoding="utf-8") as fh:
+        fh.writelines(line for line, _ in kept)
+    with open(catalog_path, newline="", encoding="utf-8") as src, \
+            open(out_catalog, "w", newline="", encoding="utf-8") as dst:
+        reader = csv.DictReader(src)
+        writer = csv.DictWriter(dst, fieldnames=reader.fieldnames or [])
+        writer.writeheader()
+        writer.writerows(row for row in reader if row["id"] in movies)
+    return out_catalog, out_events
 
 
 # ------------------------------------------------------------------------------------------ the pipeline
@@ -335,6 +373,9 @@ def run_offline(config: OfflineConfig = OfflineConfig(), grid: Sequence[Any] = (
             write_movielens(partial)
             os.replace(partial, demo)
         catalog_path, events_path = os.path.join(demo, "catalog.csv"), os.path.join(demo, "events.log")
+        if config.demo_users is not None:
+            catalog_path, events_path = slice_demo(catalog_path, events_path, os.path.join(workdir, "slice"),
+                                                   config.demo_users, config.seed)
         held = split_log(events_path, os.path.join(workdir, "held_in.log"))
         timings["demo_and_split_s"] = time.perf_counter() - started
 

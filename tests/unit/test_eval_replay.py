@@ -23,7 +23,7 @@ def stub_url() -> Iterator[str]:
     """GET /recommend/<user> -> "m1,m2,m3" (user 13 gets a 500), on a free 127.0.0.1 port."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             if self.path == "/recommend/13":
                 self.send_response(500)
                 self.end_headers()

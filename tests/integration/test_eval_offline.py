@@ -1,0 +1,69 @@
+"""The offline evaluation end to end on a slice of the demo (real parser CLI, embedding job with the real
+model, collaborative job, embedded ChromaDB, the service's ranking), and the notebook run headless."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from evaluation.__main__ import main
+from evaluation.offline import OfflineConfig, run_offline
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+ROOT = Path(__file__).resolve().parents[2]
+FIELDS = ("hit_rate_at_20", "hit_rate_at_10", "ndcg_at_20", "mrr", "coverage_local", "coverage_global")
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tmp_path_factory.mktemp("eval_cache"))
+
+
+@pytest.fixture(scope="module")
+def slice_report(cache_dir: str) -> dict:
+    return run_offline(OfflineConfig(seed=3, demo_users=20, cache_dir=cache_dir))
+
+
+def test_report_has_every_field_for_ours_and_each_baseline(slice_report: dict) -> None:
+    assert slice_report["users"] == 20 and slice_report["users_excluded"] == 0
+    for system in (slice_report, *slice_report["baselines"].values()):
+        for field in FIELDS:
+            assert 0.0 <= system[field] <= 1.0, field
+        assert sum(b["users"] for b in system["by_history_length"].values()) == 20
+    assert set(slice_report["baselines"]) == {"most_popular", "random", "item_knn"}
+    assert slice_report["held_out_lines"] > 0 and slice_report["store_movies"] <= slice_report["catalog_movies"]
+    assert slice_report["encoder_cache"]["misses"] + slice_report["encoder_cache"]["hits"] == \
+        slice_report["catalog_movies"]
+
+
+def test_rerun_is_deterministic_and_computes_no_vector(slice_report: dict, cache_dir: str, tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    assert main(["offline", "--out", str(out), "--seed", "3", "--demo-users", "20", "--cache-dir", cache_dir]) == 0
+    again = json.loads(out.read_text())
+    assert again["encoder_cache"]["misses"] == 0
+    for field in FIELDS:
+        assert again[field] == slice_report[field]
+        assert again["baselines"]["item_knn"][field] == slice_report["baselines"]["item_knn"][field]
+
+
+def test_notebook_runs_headless_and_plots(venv_kernel: str, cache_dir: str, slice_report: dict,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("OFFLINE_DEMO_USERS", "20")
+    monkeypatch.setenv("OFFLINE_CACHE_DIR", cache_dir)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(ROOT / "evaluation" / "offline_evaluation.ipynb", as_version=4)
+    NotebookClient(nb, kernel_name=venv_kernel, timeout=600, resources={"metadata": {"path": str(ROOT)}}).execute()
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    images = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.get("data", {})]
+    assert len(images) == 3
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "| service ranking" in text and "20 users scored" in text
