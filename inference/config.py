@@ -118,12 +118,20 @@ class ServiceSettings:
     """RECOMMEND_NEIGHBOURS_K: nearest neighbours fetched per history movie."""
     neighbour_cache_size: int = 30_000
     """NEIGHBOUR_CACHE_SIZE: per-movie neighbour lists kept in the LRU (a catalog of 27k fits)."""
+    warm_neighbours: int = 30_000
+    """NEIGHBOUR_WARM_COUNT: when a worker starts, a background thread fetches the neighbour lists of
+    this many most-watched movies, most watched first (the whole catalog by default: about 11 MB), so
+    requests soon stop paying for cache misses."""
+    warm_seconds: float = 300.0
+    """NEIGHBOUR_WARM_SECONDS: time budget of that background warm-up."""
     version_check_seconds: float = 5.0
     """VECTOR_VERSION_CHECK_SECONDS: how often the vector collection's version is compared."""
     popular_size: int = 200
     """POPULAR_SIZE: length of the cached popular list (the cold-start answer and the fill)."""
     popular_ttl_seconds: float = 60.0
     """POPULAR_TTL_SECONDS: age after which the popular list is reloaded from the store."""
+    popular_snapshot: str = "data/popular.json"
+    """POPULAR_SNAPSHOT: file keeping the last good popular list across restarts ('' turns it off)."""
     ready_cache_seconds: float = 2.0
     """READY_CACHE_SECONDS: /ready probes dependencies at most this often."""
     batch_max_users: int = 1000
@@ -144,9 +152,12 @@ class ServiceSettings:
             history_size=_int(env, "RECOMMEND_HISTORY_SIZE", cls.history_size, minimum=1),
             neighbours_k=_int(env, "RECOMMEND_NEIGHBOURS_K", cls.neighbours_k, minimum=1),
             neighbour_cache_size=_int(env, "NEIGHBOUR_CACHE_SIZE", cls.neighbour_cache_size, minimum=1),
+            warm_neighbours=_int(env, "NEIGHBOUR_WARM_COUNT", cls.warm_neighbours),
+            warm_seconds=_float(env, "NEIGHBOUR_WARM_SECONDS", cls.warm_seconds),
             version_check_seconds=_float(env, "VECTOR_VERSION_CHECK_SECONDS", cls.version_check_seconds),
             popular_size=_int(env, "POPULAR_SIZE", cls.popular_size, minimum=1),
             popular_ttl_seconds=_float(env, "POPULAR_TTL_SECONDS", cls.popular_ttl_seconds),
+            popular_snapshot=env.get("POPULAR_SNAPSHOT", cls.popular_snapshot),
             ready_cache_seconds=_float(env, "READY_CACHE_SECONDS", cls.ready_cache_seconds),
             encoder_name=env.get("ENCODER_NAME", cls.encoder_name) or cls.encoder_name,
             access_log=env.get("ACCESS_LOG", "1").strip().lower() not in {"0", "false", "no", "off"},

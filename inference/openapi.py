@@ -8,7 +8,7 @@ TEXT_ERROR = {"description": "One plain sentence saying what is wrong.",
               "content": {"text/plain": {"schema": {"type": "string"}}}}
 ID_LINE = {"type": "string", "pattern": r"^([a-z0-9][a-z0-9+]*(,[a-z0-9][a-z0-9+]*){0,99})?$"}
 ID_LIST = {"type": "array", "items": {"type": "string"}, "maxItems": 100}
-USER_ID = {"type": "string", "pattern": "^[0-9]{1,10}$",
+USER_ID = {"type": "string", "pattern": "^([0-9]{1,9}|0[0-9]{9}|1000000000)$",
            "description": "A decimal user id from 0 to 1000000000 (ASCII digits only)."}
 MOVIE_ID = {"type": "string", "pattern": r"^[a-z0-9][a-z0-9+]{0,254}$",
             "description": "A movie slug such as the+lion+king+1994."}

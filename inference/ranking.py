@@ -48,29 +48,37 @@ class Scored:
     because: str | None = None
 
 
-def normalize_popularity(popularity: Popularity) -> dict[str, float]:
-    """Map movie id -> popularity in [0, 1].
+class NormalizedPopularity(dict[str, float]):
+    """Movie id -> popularity in [0, 1], ordered most popular first (ties by id). `rank` uses it as it
+    is, so a caller may normalize a popular list once and rank many users against it."""
+
+
+def normalize_popularity(popularity: Popularity) -> NormalizedPopularity:
+    """Map movie id -> popularity in [0, 1], most popular first.
 
     Counts (a mapping or (id, count) pairs) are log-scaled: log1p(count) / log1p(max count), so a
     blockbuster does not drown the similarity scores. A bare ordered list of ids (most popular first)
-    gets 1 - rank/len.
+    gets 1 - rank/len. An already normalized mapping is returned unchanged.
     """
+    if isinstance(popularity, NormalizedPopularity):
+        return popularity
     if isinstance(popularity, Mapping):
         pairs = [(str(k), float(v)) for k, v in popularity.items()]
     else:
         items = list(popularity)
         if items and isinstance(items[0], str):
             n = len(items)
-            out: dict[str, float] = {}
+            ordered: dict[str, float] = {}
             for i, movie_id in enumerate(items):
-                out.setdefault(movie_id, 1.0 - i / n)  # type: ignore[arg-type]
-            return out
+                ordered.setdefault(movie_id, 1.0 - i / n)  # type: ignore[arg-type]
+            return NormalizedPopularity(ordered)
         pairs = [(str(k), float(v)) for k, v in items]  # type: ignore[misc]
     top = max((v for _, v in pairs), default=0.0)
-    if top <= 0:
-        return {k: 0.0 for k, _ in pairs}
-    scale = math.log1p(top)
-    return {k: math.log1p(max(v, 0.0)) / scale for k, v in pairs}
+    scale = math.log1p(top) if top > 0 else 0.0
+    values: dict[str, float] = {}
+    for k, v in pairs:
+        values.setdefault(k, math.log1p(max(v, 0.0)) / scale if scale else 0.0)
+    return NormalizedPopularity(sorted(values.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def viewer_counts(popularity: Popularity) -> dict[str, float]:
@@ -131,10 +139,17 @@ def rank(
             if counts:
                 value /= (counts.get(candidate, 0.0) + 1.0) ** config.popularity_damping
             scores[candidate] = value + config.popularity_weight * pop.get(candidate, 0.0)
+    # Popular movies in order: only the first n_results eligible ones can make the list (a later one
+    # has no higher score), so the scan stops there.
+    taken = 0
     for candidate, value in pop.items():
-        if candidate in seen or candidate in scores or affinity.get(candidate, 0.0) < 0:
+        if candidate in seen or affinity.get(candidate, 0.0) < 0:
             continue
-        scores[candidate] = config.popularity_weight * value
+        if candidate not in scores:
+            scores[candidate] = config.popularity_weight * value
+        taken += 1
+        if taken >= config.n_results and config.popularity_weight >= 0:
+            break
 
     best_ids = heapq.nsmallest(
         config.n_results, scores.items(), key=lambda kv: (-kv[1], -pop.get(kv[0], 0.0), kv[0])

@@ -144,6 +144,7 @@ def test_sql_down_serves_popular_from_memory_and_ready_degrades(
     history, _ = sources
     assert line(client.get("/recommend/1"))  # warms the popular list
     assert client.get("/ready").status_code == 200
+    assert metric(client, "recommender_ready") == 1
     history.up = False
     before = metric(client, 'recommend_fallback_total{reason="sql"}')
     for _ in range(3):
@@ -151,6 +152,7 @@ def test_sql_down_serves_popular_from_memory_and_ready_degrades(
         assert response.status_code == 200
         assert line(response) == POPULAR_IDS[:20]
     assert metric(client, 'recommend_fallback_total{reason="sql"}') == before + 3
+    assert metric(client, "recommender_ready") == 0  # set by the failing requests, before any /ready
     ready = client.get("/ready")
     assert ready.status_code == 503
     doc = ready.get_json()
@@ -269,6 +271,21 @@ def test_create_app_reads_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     monkeypatch.setenv("RECOMMEND_HISTORY_SIZE", "7")
     monkeypatch.setenv("GIT_SHA", "cafe123")
+    monkeypatch.setenv("POPULAR_SNAPSHOT", "")
     app: Flask = create_app({"HISTORY_SOURCE": FakeHistory(), "VECTORS_FACTORY": FakeVectors})
     assert app.config["SETTINGS"].history_size == 7
     assert app.config["REVISION"] == "cafe123"
+
+
+def test_worker_start_warms_the_neighbour_cache_with_popular_movies(
+        sources: tuple[FakeHistory, FakeVectors], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    history, vectors = sources
+    history.popular_list.insert(0, ("a+1990", 5000))
+    app = make_app(history, vectors, warm_neighbours=3)
+    rec = app.extensions["recommender"]
+    rec.warm(background=False)
+    assert vectors.queries == [["a+1990", "popular+movie+0+2000", "popular+movie+1+2000"]]
+    assert len(rec.neighbour_cache) == 3
+    app.test_client().get("/recommend/2")
+    assert len(vectors.queries) == 1  # user 2's only movie was warmed

@@ -117,3 +117,30 @@ def test_empty_popular_cache_retries_quickly() -> None:
     assert cache.get(down) == []  # retry window
     clock.now += 1.5
     assert cache.get(lambda: [("a", 1)]) == [("a", 1)]
+
+
+def test_popular_snapshot_carries_the_list_to_a_new_process(tmp_path) -> None:
+    path = str(tmp_path / "sub" / "popular.json")
+    first = PopularCache(ttl_seconds=60, snapshot_path=path)
+    first.get(lambda: [("a", 3), ("b", 2)])
+    second = PopularCache(ttl_seconds=60, snapshot_path=path)  # a worker started while the store is down
+
+    def down() -> list[tuple[str, int]]:
+        raise ConnectionError("down")
+
+    with pytest.raises(ConnectionError):
+        second.get(down)
+    assert second.items == [("a", 3), ("b", 2)]
+    (tmp_path / "sub" / "popular.json").write_text("not json")
+    assert PopularCache(ttl_seconds=60, snapshot_path=path).items == []
+
+
+def test_neighbour_list_is_compact_and_iterates_as_pairs() -> None:
+    from inference.cache import NeighbourList
+
+    packed = NeighbourList([("".join(["a", "+1990"]), 0.5), ("b+1991", 0.25)])
+    assert list(packed) == [("a+1990", 0.5), ("b+1991", 0.25)]
+    assert packed[1] == ("b+1991", 0.25) and packed[:1] == [("a+1990", 0.5)] and len(packed) == 2
+    assert packed == [("a+1990", 0.5), ("b+1991", 0.25)]
+    other = NeighbourList([("".join(["a", "+1990"]), 0.1)])
+    assert packed[0][0] is other[0][0]  # ids are interned: one string per movie across all lists

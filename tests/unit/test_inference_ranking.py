@@ -169,3 +169,17 @@ def test_rank_config_from_env_reads_overrides_and_rejects_bad_values() -> None:
         RankConfig.from_env({"RANK_RATING_WEIGHTS": "1,2"})
     with pytest.raises(ValueError, match="RANK_N_RESULTS"):
         RankConfig.from_env({"RANK_N_RESULTS": "many"})
+
+
+def test_normalized_popularity_is_ordered_and_reused_as_is() -> None:
+    norm = normalize_popularity({"b": 10, "a": 10, "c": 100})
+    assert list(norm) == ["c", "a", "b"]
+    assert normalize_popularity(norm) is norm
+    assert rank([], {}, norm, CONFIG) == rank([], {}, {"b": 10, "a": 10, "c": 100}, CONFIG)
+
+
+def test_popular_fill_skips_pushed_away_and_seen_movies_beyond_the_first_twenty() -> None:
+    popular = [(f"p{i:02d}", 100 - i) for i in range(30)]
+    neighbours = {"bad": [(f"p{i:02d}", 0.9) for i in range(5)]}
+    out = ids(rank([("bad", 1), ("p05", None)], neighbours, popular, CONFIG))
+    assert out == [f"p{i:02d}" for i in range(6, 26)]
