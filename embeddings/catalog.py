@@ -121,6 +121,28 @@ def _open_csv(path: str, required: Iterable[str]) -> tuple[Any, csv.DictReader]:
     return handle, reader
 
 
+def _details(source: Mapping[str, Any]) -> Movie:
+    """The descriptive fields every source shares (overview ... release_date), from CSV cells or JSON.
+
+    Raises ValueError("bad number") when a numeric field holds garbage."""
+    try:
+        numbers = {
+            "popularity": _number(source.get("popularity"), float),
+            "vote_average": _number(source.get("vote_average"), float),
+            "vote_count": _number(source.get("vote_count"), int),
+            "runtime": _number(source.get("runtime"), int),
+        }
+    except ValueError:
+        raise ValueError("bad number") from None
+    return {
+        "overview": _text(source.get("overview")),
+        "tagline": _text(source.get("tagline")),
+        **numbers,
+        "original_language": _text(source.get("original_language")),
+        "release_date": _date(source.get("release_date")),
+    }
+
+
 # --- demo catalog.csv -----------------------------------------------------------------------------
 
 def csv_row_to_movie(row: Mapping[str, Any]) -> Movie:
@@ -128,21 +150,17 @@ def csv_row_to_movie(row: Mapping[str, Any]) -> Movie:
     movie_id, title = _text(row.get("id")), _text(row.get("title"))
     if movie_id is None or title is None:
         raise ValueError("blank id or title")
-    release_date = _date(row.get("release_date"))
-    year = _number(row.get("year"), int)
+    details = _details(row)
+    try:
+        year = _number(row.get("year"), int)
+    except ValueError:
+        raise ValueError("bad number") from None
     return {
         "id": movie_id,
         "title": title,
-        "year": year if year is not None else _year_of(release_date),
+        "year": year if year is not None else _year_of(details["release_date"]),
         "genres": _genre_names(_text(row.get("genres"))),
-        "overview": _text(row.get("overview")),
-        "tagline": _text(row.get("tagline")),
-        "popularity": _number(row.get("popularity"), float),
-        "vote_average": _number(row.get("vote_average"), float),
-        "vote_count": _number(row.get("vote_count"), int),
-        "runtime": _number(row.get("runtime"), int),
-        "original_language": _text(row.get("original_language")),
-        "release_date": release_date,
+        **details,
     }
 
 
@@ -155,7 +173,7 @@ def load_csv(path: str, stats: LoadStats | None = None) -> Iterator[Movie]:
             try:
                 movie = csv_row_to_movie(row)
             except ValueError as exc:
-                stats.skip(f"bad row: {exc}" if "blank" in str(exc) else "bad number")
+                stats.skip(f"bad row: {exc}" if "blank" in str(exc) else str(exc))
                 continue
             stats.loaded += 1
             yield movie
@@ -187,28 +205,15 @@ def kaggle_row_to_movie(row: Mapping[str, Any]) -> Movie:
         raise ValueError("genres not a list") from None
     if not isinstance(genres, list):
         raise ValueError("genres not a list")
-    release_date = _date(row.get("release_date"))
-    year = _year_of(release_date)
-    try:
-        numbers = {
-            "popularity": _number(row.get("popularity"), float),
-            "vote_average": _number(row.get("vote_average"), float),
-            "vote_count": _number(row.get("vote_count"), int),
-            "runtime": _number(row.get("runtime"), int),
-        }
-    except ValueError:
-        raise ValueError("bad number") from None
+    details = _details(row)
+    year = _year_of(details["release_date"])
     return {
         "id": slugify(title, year),
         "tmdb_id": tmdb_id,
         "title": title,
         "year": year,
         "genres": _genre_names(genres),
-        "overview": _text(row.get("overview")),
-        "tagline": _text(row.get("tagline")),
-        **numbers,
-        "original_language": _text(row.get("original_language")),
-        "release_date": release_date,
+        **details,
     }
 
 
@@ -250,23 +255,16 @@ def api_json_to_movie(movie_id: str, payload: Mapping[str, Any]) -> Movie:
     title = _text(payload.get("title")) or _text(payload.get("original_title"))
     if title is None:
         raise ValueError("no title")
-    release_date = _date(payload.get("release_date"))
+    details = _details(payload)
     keywords = payload.get("keywords")
     if isinstance(keywords, Mapping):  # TMDB's append_to_response shape: {"keywords": [{id, name}]}
         keywords = keywords.get("keywords")
     return {
         "id": movie_id,
         "title": title,
-        "year": _year_of(release_date),
+        "year": _year_of(details["release_date"]),
         "genres": _genre_names(payload.get("genres") or []),
-        "overview": _text(payload.get("overview")),
-        "tagline": _text(payload.get("tagline")),
-        "popularity": _number(payload.get("popularity"), float),
-        "vote_average": _number(payload.get("vote_average"), float),
-        "vote_count": _number(payload.get("vote_count"), int),
-        "runtime": _number(payload.get("runtime"), int),
-        "original_language": _text(payload.get("original_language")),
-        "release_date": release_date,
+        **details,
         "keywords": _genre_names(keywords) if keywords else None,
     }
 

@@ -21,6 +21,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -170,23 +171,39 @@ def build(source: str | None, *, settings: EmbeddingSettings, engine: Engine,
 
 def _embed(todo: list[tuple[str, str, str, dict]], settings: EmbeddingSettings, engine: Engine,
            encoder: TextEncoder | None, store: VectorStore, progress: bool | None) -> int:
-    """Encode, store and mark `todo` in commit steps of `settings.batch_size`; return vectors computed."""
+    """Encode, store and mark `todo` in commit steps of `settings.batch_size`; return vectors computed.
+
+    Writing step i (Chroma upsert, then the SQL mark, in one writer thread, in order) overlaps encoding
+    step i+1, so the model rarely waits for the store. A crash leaves every finished step committed in
+    both stores; only the step being written and the one being encoded are redone by the next run.
+    """
     from tqdm import tqdm
 
     if encoder is None:
         from embeddings.encoder import Encoder
 
         encoder = Encoder(settings.model_path, settings.encode_batch_size)
-    done = 0
     disable = None if progress is None else not progress  # None: a bar only on a terminal
-    with tqdm(total=len(todo), unit="movie", desc="embedding", disable=disable) as bar:
+    done = 0
+
+    def write(step: list[tuple[str, str, str, dict]], vectors: np.ndarray) -> int:
+        store.upsert([m for m, _, _, _ in step], vectors, [meta for _, _, _, meta in step])
+        with engine.begin() as conn:
+            queries.mark_embedded(conn, [(m, digest) for m, _, digest, _ in step])
+        return len(step)
+
+    with tqdm(total=len(todo), unit="movie", desc="embedding", disable=disable) as bar, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-writer") as writer:
+        pending: Future[int] | None = None
         for start in range(0, len(todo), settings.batch_size):
             step = todo[start:start + settings.batch_size]
             vectors = encoder.encode([text for _, text, _, _ in step])
-            store.upsert([m for m, _, _, _ in step], vectors, [meta for _, _, _, meta in step])
-            with engine.begin() as conn:
-                queries.mark_embedded(conn, [(m, digest) for m, _, digest, _ in step])
-            done += len(step)
+            if pending is not None:
+                done += pending.result()  # re-raises a failed write: nothing later is written
+                _log("batch_committed", done=done, total=len(todo))
+            pending = writer.submit(write, step, vectors)
             bar.update(len(step))
-            _log("batch_committed", movies=len(step), done=done, total=len(todo))
+        if pending is not None:
+            done += pending.result()
+            _log("batch_committed", done=done, total=len(todo))
     return done

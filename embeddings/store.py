@@ -47,6 +47,10 @@ class VectorStore:
 
     def __init__(self, settings: EmbeddingSettings | None = None, client: Any = None) -> None:
         self.settings = settings or EmbeddingSettings.from_env()
+        self._owns_client = client is None
+        self._open(client)
+
+    def _open(self, client: Any = None) -> None:
         self._client = client if client is not None else make_client(self.settings)
         self._collection = self._client.get_or_create_collection(
             self.settings.collection,
@@ -54,6 +58,25 @@ class VectorStore:
             embedding_function=None,
         )
         self._max_batch = int(self._client.get_max_batch_size())
+
+    def reopen(self) -> None:
+        """Drop in-memory index state and open the store again.
+
+        Embedded Chroma is not coherent across processes: a reader process keeps the HNSW index it loaded
+        and fails or answers stale after another process (the job) wrote. A reader that sees a new
+        `version` calls `reopen()` before querying again. Over HTTP this just refreshes the handle.
+        """
+        if self._owns_client and not self.settings.chroma_host:
+            self.close()
+            self._open()
+        else:
+            self._open(self._client)
+
+    def close(self) -> None:
+        """Release the embedded client (its SQLite files and index); the store is unusable afterwards."""
+        close = getattr(self._client, "close", None)
+        if self._owns_client and close is not None:
+            close()
 
     # --- writes ---------------------------------------------------------------------------------
 

@@ -99,3 +99,35 @@ def test_version_is_stamped_and_seen_by_another_store(store):
 def test_bad_vectors_are_refused(store):
     with pytest.raises(ValueError, match="expected 2 vectors"):
         store.upsert(["a", "b"], np.zeros((1, 384), dtype=np.float32))
+
+
+WRITER = """
+import sys
+import numpy as np
+from embeddings.config import EmbeddingSettings
+from embeddings.store import VectorStore
+store = VectorStore(EmbeddingSettings(chroma_path=sys.argv[1], collection=sys.argv[2], model_path="-"))
+store.upsert(["late"], np.eye(384, dtype=np.float32)[[1]] + np.eye(384, dtype=np.float32)[[0]], [{"title": "L"}])
+print(store.stamp_version())
+"""
+
+
+def test_a_reader_process_sees_another_process_writes_after_reopen(tmp_path):
+    """Embedded Chroma caches its index per process: the service polls `version`, then `reopen()`s."""
+    import os
+    import subprocess
+    import sys
+
+    settings = EmbeddingSettings(chroma_path=str(tmp_path / "chroma"), collection="movies", model_path="-")
+    reader = VectorStore(settings)
+    fill(reader)
+    reader.stamp_version()
+    assert reader.neighbours(["a"], k=1)["a"][0][0] == "a2"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    written = subprocess.run([sys.executable, "-c", WRITER, settings.chroma_path, "movies"], cwd=root,
+                             capture_output=True, text=True, timeout=120, check=True).stdout.split()[-1]
+    assert reader.version == written  # metadata reads are fresh: cheap to poll
+    reader.reopen()
+    assert reader.count() == 6
+    assert [n for n, _ in reader.neighbours(["late"], k=2)["late"]] == ["a3", "a2"]
+    reader.close()
