@@ -1,8 +1,9 @@
 """`python -m data_parsing ingest --source file:PATH | - | kafka://HOST:PORT/TOPIC`.
 
 Exit 0 after the source ends, after --max-idle seconds without a record, or on SIGTERM/SIGINT (the batch
-in hand is applied and committed first). Exit 2 with one line when the database, the broker or the
-metrics port is unavailable at start; exit 1 when asked to stop while the database is down.
+in hand is applied and committed first). Exit 2 with one line when the database or the broker is
+unavailable at start (or, for a Kafka source, the metrics port is taken: a file replay then runs without
+metrics); exit 1 when asked to stop while the database is down.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def _fail(message: str, code: int = 2) -> int:
 def _database_problem(url: str | None) -> str | None:
     """None when the store answers and has its tables, else one sentence saying what is wrong."""
     import sqlalchemy as sa
+
     from db_utils.engine import get_engine
 
     try:
@@ -43,12 +45,11 @@ def _database_problem(url: str | None) -> str | None:
 
 
 def ingest(args: argparse.Namespace) -> int:
-    from db_utils.engine import get_engine
-
     from data_parsing import metrics
     from data_parsing.config import ParserSettings
     from data_parsing.ingest import Ingestor, StopWhileDatabaseDown
     from data_parsing.sources import SourceUnavailable, open_source
+    from db_utils.engine import get_engine
 
     try:
         settings = ParserSettings.from_env()
@@ -72,14 +73,16 @@ def ingest(args: argparse.Namespace) -> int:
     if problem:
         return _fail(problem)
     try:
-        source = open_source(args.source, settings.kafka_group_id)
-    except SourceUnavailable as exc:
-        return _fail(str(exc))
-    try:
         metrics.serve(settings.metrics_port)
     except OSError as exc:
-        source.close()
-        return _fail(f"cannot serve metrics on port {settings.metrics_port}: {exc.strerror}")
+        if args.source.startswith("kafka://"):  # a long-running consumer must be observable
+            return _fail(f"cannot serve metrics on port {settings.metrics_port}: {exc.strerror}")
+        # a one-shot replay must not fail because a live parser holds the port
+        log.warning({"event": "metrics_unavailable", "port": settings.metrics_port, "error": exc.strerror})
+    try:
+        source = open_source(args.source, settings.kafka_group_id, args.start_timeout)
+    except SourceUnavailable as exc:
+        return _fail(str(exc))
 
     stop = threading.Event()
 
@@ -95,6 +98,11 @@ def ingest(args: argparse.Namespace) -> int:
         totals = ingestor.run(max_idle=args.max_idle, progress_seconds=args.progress_seconds)
     except StopWhileDatabaseDown:
         return _fail("stopped while the database was unreachable; the unapplied batch will be re-read", 1)
+    except Exception as exc:  # a defect or a fatal broker error: say so in one line; nothing was committed
+        log.error({"event": "failed", "error": repr(exc)[:500]}, exc_info=True)
+        return _fail(
+            f"stopped by an unexpected error ({type(exc).__name__}: {exc}); the batch in hand will be re-read", 1
+        )
     finally:
         source.close()
     seconds = time.monotonic() - started
@@ -120,13 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source", required=True, help="file:PATH, - (stdin) or kafka://HOST:PORT/TOPIC")
     p.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: DATABASE_URL)")
     p.add_argument("--batch-size", type=int, default=None, help="lines a transaction (PARSER_BATCH_SIZE)")
-    p.add_argument(
-        "--batch-seconds", type=float, default=None, help="max age of a batch (PARSER_BATCH_SECONDS)"
-    )
-    p.add_argument(
-        "--metrics-port", type=int, default=None, help="/metrics port, 0 = off (PARSER_METRICS_PORT)"
-    )
+    p.add_argument("--batch-seconds", type=float, default=None, help="max age of a batch (PARSER_BATCH_SECONDS)")
+    p.add_argument("--metrics-port", type=int, default=None, help="/metrics port, 0 = off (PARSER_METRICS_PORT)")
     p.add_argument("--max-idle", type=float, default=None, help="exit after this many seconds without a line")
+    p.add_argument("--start-timeout", type=float, default=10.0, help="seconds to reach the broker at start")
     p.add_argument("--progress-seconds", type=float, default=5.0, help="seconds between progress lines")
     args = parser.parse_args(argv)
     logs.setup()

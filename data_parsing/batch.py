@@ -22,11 +22,11 @@ _UNPRINTABLE_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 @dataclass
 class BatchRows:
-    """Rows for one transaction, in the shapes of db_utils.queries' upserts."""
+    """Rows for one transaction, one per key, in the shapes of `db_utils.queries.upsert_stream_batch`."""
 
     users: list[dict] = field(default_factory=list)
-    watches: list[dict] = field(default_factory=list)
-    watches_last: list[dict] = field(default_factory=list)
+    movie_ids: list[str] = field(default_factory=list)
+    watched: list[dict] = field(default_factory=list)
     ratings: list[dict] = field(default_factory=list)
     served: list[dict] = field(default_factory=list)
     rejected: list[dict] = field(default_factory=list)
@@ -34,13 +34,13 @@ class BatchRows:
 
 
 def aggregate(events: Iterable[Event]) -> BatchRows:
-    """Fold one batch of events (in stream order) into upsert rows, one per key.
+    """Fold one batch of events (in stream order) into one row per key, with db_utils' merge rules.
 
-    - users: first and last time the user appears in any event;
-    - watches: per (user, movie) the highest minute, once with the earliest time and (in `watches_last`,
-      when it differs) once with the latest, so that the store's first_ts/last_ts merge sees both;
-    - ratings: per (user, movie) the rating with the latest time; on equal times the later line wins;
-    - served: per (user, time) the later line wins.
+    - users: the first and last time the user appears in any event;
+    - movie_ids: every movie watched or rated (registered without metadata when new);
+    - watched: per (user, movie) the highest minute and the first and last time;
+    - ratings: per (user, movie) the latest time wins; on equal times the higher rating (order-free);
+    - served: per (user, time) the first line wins.
     """
     users: dict[int, list[datetime]] = {}
     watches: dict[tuple[int, str], list] = {}
@@ -48,7 +48,6 @@ def aggregate(events: Iterable[Event]) -> BatchRows:
     served: dict[tuple[int, datetime], RecommendationEvent] = {}
     counts: Counter[str] = Counter()
     for event in events:
-        counts[event.kind] += 1
         ts = event.ts
         span = users.get(event.user_id)
         if span is None:
@@ -57,7 +56,8 @@ def aggregate(events: Iterable[Event]) -> BatchRows:
             span[0] = ts
         elif ts > span[1]:
             span[1] = ts
-        if type(event) is WatchEvent:
+        kind = type(event)
+        if kind is WatchEvent:
             key = (event.user_id, event.movie_id)
             agg = watches.get(key)
             if agg is None:
@@ -69,35 +69,39 @@ def aggregate(events: Iterable[Event]) -> BatchRows:
                     agg[1] = ts
                 elif ts > agg[2]:
                     agg[2] = ts
-        elif type(event) is RateEvent:
+        elif kind is RateEvent:
             key = (event.user_id, event.movie_id)
             previous = ratings.get(key)
-            if previous is None or event.ts >= previous.ts:
+            if previous is None or (ts, event.rating) > (previous.ts, previous.rating):
                 ratings[key] = event
         else:
-            served[(event.user_id, ts)] = event
-    rows = BatchRows(counts=counts)
-    rows.users = [{"id": uid, "first_seen": span[0], "last_seen": span[1]} for uid, span in users.items()]
-    for (uid, movie), (minute, first, last) in watches.items():
-        rows.watches.append({"user_id": uid, "movie_id": movie, "minute": minute, "ts": first})
-        if last != first:
-            rows.watches_last.append({"user_id": uid, "movie_id": movie, "minute": minute, "ts": last})
-    rows.ratings = [
-        {"user_id": e.user_id, "movie_id": e.movie_id, "rating": e.rating, "ts": e.ts}
-        for e in ratings.values()
-    ]
-    rows.served = [
-        {
-            "user_id": e.user_id,
-            "ts": e.ts,
-            "server": e.server,
-            "status": e.status,
-            "latency_ms": e.latency_ms,
-            "movie_ids": list(e.movie_ids),
-        }
-        for e in served.values()
-    ]
-    return rows
+            served.setdefault((event.user_id, ts), event)
+        counts[event.kind] += 1
+    movies = dict.fromkeys(m for _, m in watches)
+    movies.update(dict.fromkeys(m for _, m in ratings))
+    return BatchRows(
+        users=[{"id": uid, "first_seen": span[0], "last_seen": span[1]} for uid, span in users.items()],
+        movie_ids=list(movies),
+        watched=[
+            {"user_id": uid, "movie_id": movie, "max_minute": agg[0], "first_ts": agg[1], "last_ts": agg[2]}
+            for (uid, movie), agg in watches.items()
+        ],
+        ratings=[
+            {"user_id": e.user_id, "movie_id": e.movie_id, "rating": e.rating, "ts": e.ts} for e in ratings.values()
+        ],
+        served=[
+            {
+                "user_id": e.user_id,
+                "ts": e.ts,
+                "server": e.server,
+                "status": e.status,
+                "latency_ms": e.latency_ms,
+                "movie_ids": list(e.movie_ids),
+            }
+            for e in served.values()
+        ],
+        counts=counts,
+    )
 
 
 def rejected_row(rejected: Rejected, source: str, offset: int, now: datetime) -> dict:

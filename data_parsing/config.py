@@ -6,20 +6,14 @@ import os
 from dataclasses import dataclass
 
 
-def _int(env: dict[str, str], name: str, default: int) -> int:
+def _number(env: dict[str, str], name: str, default: float, cast: type = int):
+    """`env[name]` as `cast` (int or float), `default` when unset or blank; ValueError naming the variable."""
     raw = env.get(name, "")
     try:
-        return int(raw) if raw.strip() else default
+        return cast(raw) if raw.strip() else default
     except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-
-
-def _float(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "")
-    try:
-        return float(raw) if raw.strip() else default
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+        kind = "an integer" if cast is int else "a number"
+        raise ValueError(f"{name} must be {kind}, got {raw!r}") from None
 
 
 @dataclass(frozen=True)
@@ -54,8 +48,8 @@ class ParserSettings:
             kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
             kafka_topic=env.get("KAFKA_TOPIC") or "movielog",
             kafka_group_id=env.get("KAFKA_GROUP_ID") or "movie-recommender",
-            metrics_port=_int(env, "PARSER_METRICS_PORT", 9102),
-            batch_size=max(1, _int(env, "PARSER_BATCH_SIZE", 5000)),
-            batch_seconds=max(0.0, _float(env, "PARSER_BATCH_SECONDS", 1.0)),
-            rejected_cap=max(0, _int(env, "PARSER_REJECTED_CAP", 100)),
+            metrics_port=_number(env, "PARSER_METRICS_PORT", 9102),
+            batch_size=max(1, _number(env, "PARSER_BATCH_SIZE", 5000)),
+            batch_seconds=max(0.0, _number(env, "PARSER_BATCH_SECONDS", 1.0, float)),
+            rejected_cap=max(0, _number(env, "PARSER_REJECTED_CAP", 100)),
         )

@@ -35,17 +35,15 @@ class StopWhileDatabaseDown(RuntimeError):
 
 
 def write_batch(conn: sa.Connection, rows: BatchRows) -> None:
-    """Apply one batch's rows inside the caller's transaction."""
-    if rows.users:
-        queries.upsert_users(conn, rows.users)
-    if rows.watches:
-        queries.upsert_watches(conn, rows.watches)
-    if rows.watches_last:
-        queries.upsert_watches(conn, rows.watches_last)
-    if rows.ratings:
-        queries.upsert_ratings(conn, rows.ratings)
-    if rows.served:
-        queries.upsert_served(conn, rows.served)
+    """Apply one batch's rows inside the caller's transaction: one statement per table."""
+    queries.upsert_stream_batch(
+        conn,
+        users=rows.users,
+        movie_ids=rows.movie_ids,
+        watched=rows.watched,
+        ratings=rows.ratings,
+        served=rows.served,
+    )
     if rows.rejected:
         queries.insert_rejected(conn, rows.rejected)
 
@@ -110,7 +108,8 @@ class Ingestor:
         self._rejected_counts[rejected.reason] += 1
         if self._sampler.admit(rejected.reason, time.time()):
             label = f"{self.source.label}/{record.partition}" if self._kafka else self.source.label
-            self._rejected_rows.append(rejected_row(rejected, label, record.offset, datetime.now(UTC)))
+            now = datetime.now(UTC).replace(tzinfo=None)  # the store keeps naive UTC times
+            self._rejected_rows.append(rejected_row(rejected, label, record.offset, now))
 
     @property
     def pending(self) -> int:
@@ -129,6 +128,9 @@ class Ingestor:
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)
         self.source.commit(self._positions)
         metrics.LAST_APPLIED.set(time.time())
+        lag = self.source.lag()
+        if lag is not None:
+            metrics.CONSUMER_LAG.set(lag)
         for kind, n in rows.counts.items():
             metrics.EVENTS.labels(kind=kind).inc(n)
         for reason, n in self._rejected_counts.items():
@@ -165,7 +167,8 @@ class Ingestor:
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self, max_idle: float | None = None, progress_seconds: float = 5.0) -> Totals:
-        """Ingest until the source ends, `stop` is set, or nothing arrived for `max_idle` seconds."""
+        """Ingest until the source ends, `stop` is set, or nothing arrived for `max_idle` seconds while the
+        source was ready (a Kafka consumer waiting to join its group is not idle)."""
         size = self.settings.batch_size
         window = self.settings.batch_seconds
         last_record = last_progress = time.monotonic()
@@ -177,9 +180,9 @@ class Ingestor:
                     timeout = max(0.0, min(timeout, window - (time.monotonic() - self._batch_started)))
                 records = self.source.poll(max(1, size - self.pending), timeout)
                 now = time.monotonic()
-                if records:
+                if records or not self.source.ready:  # idle time counts only while partitions are held
                     last_record = now
-                    self.feed(records)
+                self.feed(records)
                 full = self.pending >= size
                 if full or (self._batch_started is not None and now - self._batch_started >= window):
                     self.flush()
@@ -205,6 +208,7 @@ class Ingestor:
             {
                 "event": "progress",
                 "events_per_s": round(lines / seconds, 1) if seconds > 0 else None,
+                "lines": self.totals.lines,
                 "events": sum(self.totals.events.values()),
                 "rejected": sum(self.totals.rejected.values()),
                 "lag": lag,

@@ -66,6 +66,13 @@ _RECOMMENDATION_RE = re.compile(
     r"(?P<server>[^,]*), status (?P<status>[^,]*), result: (?P<result>.*), (?P<latency>[^,]*) ms"
 )
 
+# The fast path: one match for the commonest line, a well-formed watch line, as bytes (ASCII only, so it is
+# valid UTF-8 without control characters, and far below 4 KB). Anything it does not match takes the general
+# path, which alone decides rejections; both give the same event for every line the fast path matches.
+_FAST_WATCH_RE = re.compile(
+    rb"(\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?),(\d{1,10}),GET /data/m/"
+    rb"([a-z0-9][a-z0-9+\-._':&!?()]{0,%d})/(\d{1,5})\.mpg(?:\r\n|\n)?" % (MAX_SLUG_LEN - 1)
+)
 _WATCH_PREFIX = "GET /data/m/"
 _RATE_PREFIX = "GET /rate/"
 _RECOMMENDATION_PREFIX = "recommendation request "
@@ -158,6 +165,17 @@ def _decode(line: bytes) -> str | Rejected:
 def parse(line: str | bytes) -> Event | Rejected:
     """Parse one log line into an event, or say in one reason word why it is not one. Never raises."""
     try:
+        if type(line) is bytes:
+            match = _FAST_WATCH_RE.fullmatch(line)
+            if match is not None:
+                time_b, user_b, movie_b, minute_b = match.groups()
+                user_id, minute = int(user_b), int(minute_b)
+                if user_id <= MAX_USER_ID and minute <= MAX_MINUTE:
+                    try:
+                        ts = datetime.fromisoformat(time_b.decode())
+                    except ValueError:  # not a calendar date: the general path names the reason
+                        return _parse(line)
+                    return WatchEvent(ts, user_id, movie_b.decode(), minute)
         return _parse(line)
     except Exception:  # a defect here must cost one line, never the stream
         raw = line.decode("utf-8", "backslashreplace") if isinstance(line, bytes | bytearray) else str(line)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import sys
 import threading
@@ -54,6 +55,11 @@ class Source(Protocol):
     @property
     def exhausted(self) -> bool:
         """True when the source will never yield another record (end of a file)."""
+        ...
+
+    @property
+    def ready(self) -> bool:
+        """True when records can flow (a consumer holds partitions); idle time only counts then."""
         ...
 
     def close(self) -> None: ...
@@ -102,21 +108,43 @@ class LineSource:
     def exhausted(self) -> bool:
         return self._done
 
+    @property
+    def ready(self) -> bool:
+        return True
+
     def close(self) -> None:
         self._stream.close()
 
 
 class StdinSource(LineSource):
-    """Lines of stdin, read by a daemon thread so that a stop signal is never stuck behind a blocking read."""
+    """Lines of stdin, read by a daemon thread so that a stop signal is never stuck behind a blocking read.
 
-    def __init__(self, stream: BinaryIO | None = None, label: str = "stdin", queue_size: int = 50000) -> None:
-        super().__init__(stream or sys.stdin.buffer, label)
+    The thread reads the raw file descriptor (os.read), not sys.stdin's buffered object: a daemon thread
+    blocked inside a buffered read would hold its lock and abort the interpreter at exit."""
+
+    def __init__(self, fd: int | None = None, label: str = "stdin", queue_size: int = 50000) -> None:
+        self._fd = sys.stdin.fileno() if fd is None else fd
+        self.label = label
+        self._line_no = 0
+        self._done = False
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=queue_size)
         threading.Thread(target=self._pump, name="stdin-reader", daemon=True).start()
 
     def _pump(self) -> None:
-        for line in self._stream:
-            self._queue.put(line)
+        rest = b""
+        while True:
+            try:
+                chunk = os.read(self._fd, 1 << 16)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                self._queue.put(line + b"\n")
+        if rest:
+            self._queue.put(rest)
         self._queue.put(None)
 
     def poll(self, max_records: int, timeout: float) -> list[Record]:
@@ -213,9 +241,7 @@ class KafkaSource:
         except (KeyError, ValueError):
             return
         self._lags = {
-            int(p): int(v.get("consumer_lag", -1))
-            for p, v in parts.items()
-            if int(p) >= 0 and v.get("fetch_state")
+            int(p): int(v.get("consumer_lag", -1)) for p, v in parts.items() if int(p) >= 0 and v.get("fetch_state")
         }
 
     def _on_error(self, err) -> None:
@@ -247,11 +273,15 @@ class KafkaSource:
 
     def lag(self) -> int | None:
         lags = [v for p, v in self._lags.items() if p in self._assigned and v >= 0]
-        return sum(lags) if lags else (0 if self._assigned and self._lags else None)
+        return sum(lags) if lags else None
 
     @property
     def exhausted(self) -> bool:
         return False
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._assigned)
 
     def close(self) -> None:
         self._consumer.close()

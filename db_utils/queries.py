@@ -460,3 +460,43 @@ def latest_activity(conn: Connection) -> datetime | None:
     values = [conn.execute(select(func.max(col))).scalar_one() for col in (w.last_ts, r.ts, s.ts)]
     present = [v for v in values if v is not None]
     return max(present) if present else None
+
+
+# ------------------------------------------------------------------------------- stream batches (parser)
+
+
+class WatchedRow(TypedDict):
+    user_id: int
+    movie_id: str
+    max_minute: int
+    first_ts: datetime
+    last_ts: datetime
+
+
+def upsert_stream_batch(
+    conn: Connection,
+    *,
+    users: Sequence[UserRow] = (),
+    movie_ids: Sequence[str] = (),
+    watched: Sequence[WatchedRow] = (),
+    ratings: Sequence[RatingRow] = (),
+    served: Sequence[ServedRow] = (),
+) -> None:
+    """Apply one pre-aggregated batch of stream events: one statement per table, parents first.
+
+    The parser's fast path. Each sequence must already hold one row per key, folded with the same rules as
+    the single upserts (users first/last seen; watched max minute and first/last time; the latest rating,
+    the higher on equal times; the first served list per user and time), and ``users``/``movie_ids`` must
+    name every user and movie the other rows refer to. The effect equals ``upsert_watches``,
+    ``upsert_ratings`` and ``upsert_served`` on the unaggregated rows."""
+    if users:
+        _execute_upsert(conn, USERS, [{"id": u["id"], "first_seen": u["first_seen"],
+                                       "last_seen": u["last_seen"]} for u in users])
+    if movie_ids:
+        _execute_upsert(conn, UpsertSpec(Movie.__table__, ("id",), {}), [{"id": m} for m in movie_ids])
+    if watched:
+        _execute_upsert(conn, WATCHED, list(watched))
+    if ratings:
+        _execute_upsert(conn, RATINGS, list(ratings))
+    if served:
+        _execute_upsert(conn, SERVED, [{**s, "movie_ids": ",".join(s["movie_ids"])} for s in served])

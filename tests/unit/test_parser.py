@@ -70,6 +70,10 @@ REJECTIONS = [
     ("\ud800" + WATCH, "invalid_utf8"),
     (WATCH.replace("movie", "mo\x00vie"), "control_chars"),
     (WATCH + "\t", "control_chars"),
+    ((WATCH + "\r").encode(), "control_chars"),
+    ((WATCH + "\n\n").encode(), "control_chars"),
+    ((WATCH + "\n\r").encode(), "control_chars"),
+    (WATCH.replace(T, "2026-02-30T16:04:15").encode(), "bad_time"),
     (WATCH.replace("movie", "mo\x85vie"), "control_chars"),
     ("", "malformed"),
     (T, "malformed"),
@@ -252,3 +256,22 @@ def test_corrupted_stream_yields_exactly_the_good_events(plan: list) -> None:
             expected.append(event)
     parsed = [parse(raw) for raw in stream]
     assert [p for p in parsed if not isinstance(p, Rejected)] == expected
+
+
+watchish = st.builds(
+    lambda t, u, m, n, end: f"{t},{u},GET /data/m/{m}/{n}.mpg{end}".encode(),
+    st.sampled_from(["2026-11-25T16:04", "2026-11-25T16:04:15", "2026-11-25T16:04:15.5", "2026-02-30T00:00", "x"]),
+    st.sampled_from(["0", "1000000000", "1000000001", "0042", "-1"]),
+    st.one_of(slugs, st.text(alphabet=SLUG_ALPHABET + "A/ ,=é", min_size=0, max_size=260)),
+    st.sampled_from(["0", "10000", "10001", "99999", ""]),
+    st.sampled_from(["", "\n", "\r\n", "\r", "\n\n", " "]),
+)
+
+
+@settings(max_examples=400)
+@given(st.one_of(watchish, events.map(lambda e: e.to_line().encode())))
+def test_fast_path_agrees_with_the_general_parser(line: bytes) -> None:
+    """The precompiled watch-line fast path never accepts what the general parser rejects, nor differs."""
+    from data_parsing.parser import _parse
+
+    assert parse(line) == _parse(line)
