@@ -377,6 +377,8 @@ def run_offline(config: OfflineConfig = OfflineConfig(), grid: Sequence[Any] = (
             catalog_path, events_path = slice_demo(catalog_path, events_path, os.path.join(workdir, "slice"),
                                                    config.demo_users, config.seed)
         held = split_log(events_path, os.path.join(workdir, "held_in.log"))
+        with open(os.path.join(workdir, "held_out.json"), "w", encoding="utf-8") as fh:
+            json.dump({str(u): m for u, m in sorted(held.split.held_out.items())}, fh)
         timings["demo_and_split_s"] = time.perf_counter() - started
 
         built = build_pipeline(workdir, catalog_path, os.path.join(workdir, "held_in.log"), config.cache_dir,

@@ -24,8 +24,13 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="module")
-def slice_report(cache_dir: str) -> dict:
-    return run_offline(OfflineConfig(seed=3, demo_users=20, cache_dir=cache_dir))
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tmp_path_factory.mktemp("eval_work"))
+
+
+@pytest.fixture(scope="module")
+def slice_report(cache_dir: str, workdir: str) -> dict:
+    return run_offline(OfflineConfig(seed=3, demo_users=20, cache_dir=cache_dir, workdir=workdir))
 
 
 def test_report_has_every_field_for_ours_and_each_baseline(slice_report: dict) -> None:
@@ -67,3 +72,42 @@ def test_notebook_runs_headless_and_plots(venv_kernel: str, cache_dir: str, slic
     assert len(images) == 3
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "| service ranking" in text and "20 users scored" in text
+
+
+def test_live_service_answers_what_the_evaluation_ranked_and_replay_plays_against_it(
+        slice_report: dict, workdir: str, tmp_path: Path) -> None:
+    """gunicorn over the evaluation's store and both collections (the default blended vector store)
+    returns, for each user, exactly the list the offline evaluation scored; the replay runs against it."""
+    import dataclasses
+
+    from embeddings.collab_job import collab_settings
+    from embeddings.config import EmbeddingSettings
+    from embeddings.store import VectorStore
+    from evaluation.offline import Built, read_inputs, recommend
+    from evaluation.simulator import replay as rp
+    from inference.config import ServiceSettings
+    from tests.fixtures.inference_server import gunicorn_service
+
+    db_url = f"sqlite:///{workdir}/recsys.db"
+    chroma = os.path.join(workdir, "chroma")
+    settings = dataclasses.replace(EmbeddingSettings.from_env({}), chroma_path=chroma)
+    content, collab = VectorStore(settings), VectorStore(collab_settings(settings, env={}))
+    service_settings = ServiceSettings.from_env({})
+    users = [int(u) for u in sorted(json.loads((Path(workdir) / "held_out.json").read_text()))][:5]
+    expected = recommend(read_inputs(Built(db_url, content, collab), users, service_settings), service_settings.rank)
+    content.close()
+    collab.close()
+
+    env = {"DATABASE_URL": db_url, "CHROMA_PATH": chroma, "ACCESS_LOG": "0"}
+    with gunicorn_service(env, workers=1) as service:
+        for user in users:
+            status, _, body = service.get(f"/recommend/{user}")
+            assert status == 200
+            assert body.strip().split(",") == expected[user]
+        futures = {u: [(m, 4) for m in expected[u][:2]] + [("not+a+movie", 3)] for u in users}
+        out = tmp_path / "replay.log"
+        sink = rp.open_sink(f"file:{out}")
+        stats = rp.replay(service.url, futures, sink, rp.ReplayConfig(max_requests=10, max_seconds=60))
+        sink.close()
+    assert stats.requests == 10 and stats.errors == 0 and stats.conversions >= 5
+    assert out.read_text().count("recommendation request 127.0.0.1:") == 10
