@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 
 from db_utils import queries
 from embeddings.collaborative import CollabConfig, interaction_matrix, item_vectors
@@ -57,6 +57,8 @@ def build_collab(engine: Engine, store: VectorStore, config: CollabConfig | None
     """Factorise the store's user-item matrix and replace the collection's vectors; return a summary."""
     started = time.perf_counter()
     config = config or CollabConfig()
+    if not inspect(engine).has_table("watched"):
+        raise ValueError("the SQL store has no schema: run `python -m db_utils migrate` first.")
     with engine.connect() as conn:
         pairs = queries.interaction_pairs(conn)
     interactions = interaction_matrix(pairs)
