@@ -109,5 +109,24 @@ def test_live_service_answers_what_the_evaluation_ranked_and_replay_plays_agains
         sink = rp.open_sink(f"file:{out}")
         stats = rp.replay(service.url, futures, sink, rp.ReplayConfig(max_requests=10, max_seconds=60))
         sink.close()
-    assert stats.requests == 10 and stats.errors == 0 and stats.conversions >= 5
+    assert stats.requests == 10 and stats.errors == 0 and stats.conversions == 10
     assert out.read_text().count("recommendation request 127.0.0.1:") == 10
+
+    # end to end: the replayed lines through the real parser into a copy of the store, then the online
+    # evaluation (sessions are 30 simulated minutes apart; a 20-minute window leaves the last one pending)
+    import shutil
+    import subprocess
+    import sys
+
+    from db_utils.engine import create
+    from evaluation import online
+
+    shutil.copy(Path(workdir) / "recsys.db", tmp_path / "online.db")
+    url = f"sqlite:///{tmp_path / 'online.db'}"
+    subprocess.run([sys.executable, "-m", "data_parsing", "ingest", "--source", f"file:{out}", "--database-url", url,
+                    "--metrics-port", "0"], check=True, capture_output=True, timeout=120)
+    engine = create(url)
+    report = online.conversion_report(engine, window_hours=1 / 3)
+    engine.dispose()
+    assert (report["served"], report["pending"], report["converted"]) == (9, 1, 9)
+    assert report["online_conversion_rate"] == 1.0 and report["mean_rating"] == 4.0

@@ -95,3 +95,28 @@ def test_caching_encoder_encodes_each_text_once(tmp_path) -> None:
     second = again.encode(["abc", "ab", "abcd"])
     assert calls == [["ab", "abc"], ["abcd"]]
     assert np.array_equal(second[:2], first[::-1]) and again.hits == 2 and again.misses == 1
+
+
+def test_blended_vectors_query_every_weighted_source_and_combine_versions() -> None:
+    from inference.sources import BlendedVectors
+
+    class Source:
+        def __init__(self, version: str, lists: dict, count: int):
+            self.version, self.lists, self._count, self.asked = version, lists, count, []
+
+        def neighbours(self, movie_ids, k):
+            self.asked.append((list(movie_ids), k))
+            return {m: self.lists[m] for m in movie_ids if m in self.lists}
+
+        def count(self) -> int:
+            return self._count
+
+    content = Source("c1", {"h": [("a", 0.8)]}, 10)
+    collab = Source("f1", {"h": [("a", 0.5), ("b", 0.4)]}, 7)
+    unused = Source("u1", {"h": [("z", 1.0)]}, 99)
+    store = BlendedVectors([(0.5, content), (1.0, collab), (0.0, unused)])
+    assert store.neighbours(["h", "nobody"], 5) == {"h": [("a", pytest.approx(0.9)), ("b", 0.4)]}
+    assert content.asked == collab.asked == [(["h", "nobody"], 5)] and unused.asked == []
+    assert store.version == ("c1", "f1") and store.count() == 10
+    with pytest.raises(ValueError, match="non-zero weight"):
+        BlendedVectors([(0.0, content)])
