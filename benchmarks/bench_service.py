@@ -259,13 +259,14 @@ def main(argv: list[str] | None = None) -> int:
     trivial_env = {**env, "PYTHONPATH": ROOT}
 
     with gunicorn_service(trivial_env, workers=args.workers, app="benchmarks.trivial_app:app",
-                          worker_class=args.worker_class) as trivial:
+                          worker_class=args.worker_class, workdir=workdir) as trivial:
         run_wrk(trivial.url + "/", TRIVIAL_LUA, 2, args.connections)
         ceiling = run_wrk(trivial.url + "/", TRIVIAL_LUA, args.seconds, args.connections)
     print(f"trivial endpoint : {ceiling['rps']:8.0f} req/s  p50 {ceiling['p50']:.2f} ms  "
           f"p95 {ceiling['p95']:.2f} ms  p99 {ceiling['p99']:.2f} ms")
 
-    with gunicorn_service(env, workers=args.workers, worker_class=args.worker_class) as service:
+    with gunicorn_service(env, workers=args.workers, worker_class=args.worker_class,
+                          workdir=workdir) as service:
         host, port = "127.0.0.1", int(service.url.rsplit(":", 1)[1])
         waited = wait_warm(service)
         warm = run_wrk(service.url, lua, args.warmup_seconds, args.connections)
@@ -282,8 +283,13 @@ def main(argv: list[str] | None = None) -> int:
               f"p50 {paced_result['p50']:.2f} ms  p95 {paced_result['p95']:.2f} ms  "
               f"p99 {paced_result['p99']:.2f} ms (goal <= 25 ms)  statuses {paced_result['statuses']}")
         before = worker_rss(service.proc.pid)
-        soak_seconds = max(5, int(args.soak_requests / max(result["rps"], 1)))
-        soak = run_wrk(service.url, lua, soak_seconds, args.connections)
+        soaked = 0.0
+        while soaked < args.soak_requests:  # wrk runs until the request count is reached
+            left = args.soak_requests - soaked
+            chunk = run_wrk(service.url, lua, max(3, min(60, int(left / max(result["rps"], 1)) + 1)),
+                            args.connections)
+            soaked += chunk["requests"]
+        soak = {"requests": soaked}
         after = worker_rss(service.proc.pid)
         growth = max((after[p] - before[p]) / before[p] for p in before if p in after)
         print(f"memory           : {soak['requests']:,.0f} requests after {warm['requests']:,.0f} warm-up; "

@@ -11,6 +11,7 @@
   set it as a safety net if a deployment ever needs one.
 * limit_request_line 0 lifts gunicorn's 4 KB request-line cap so a 10 KB user id reaches the app and
   gets the service's own one-sentence 400 (gunicorn still caps the line at 1 MB).
+* control socket: off unless GUNICORN_CONTROL_SOCKET names a path.
 * Prometheus multiprocess mode: PROMETHEUS_MULTIPROC_DIR (default: a fresh directory under /tmp) is
   cleared of its *.db sample files at start and each dead worker's live gauges are removed (`child_exit`).
 """
@@ -43,6 +44,13 @@ accesslog = None  # the app writes JSON access lines itself, with request id and
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 proc_name = "movie-recommender-inference"
+# gunicorn 27's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl), which
+# several instances on one machine (tests, benchmarks, `make run`) would fight over: off unless a path
+# is given.
+if os.environ.get("GUNICORN_CONTROL_SOCKET"):
+    control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
+else:
+    control_socket_disable = True
 
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="inference-prom-")

@@ -69,6 +69,7 @@ class Recommender:
         self.popular_cache = PopularCache(settings.popular_ttl_seconds, clock=clock,
                                           snapshot_path=settings.popular_snapshot or None)
         self.warming = False
+        self.warm_thread: threading.Thread | None = None
         self._ready: bool | None = None
         self._popular_normalized: tuple[list[tuple[str, int]], NormalizedPopularity] | None = None
         self.state: dict[str, DependencyState] = {"sql": DependencyState(), "vectors": DependencyState()}
@@ -154,6 +155,7 @@ class Recommender:
             return None
         thread = threading.Thread(target=self.warm_neighbours, name="neighbour-warm-up", daemon=True)
         thread.start()
+        self.warm_thread = thread
         return thread
 
     def warm_neighbours(self) -> int:

@@ -78,18 +78,20 @@ def test_flask_client_on_sqlite_and_embedded_chroma(real_app: Flask, demo: DemoS
 def test_collection_version_change_is_picked_up(real_app: Flask, demo: DemoStore) -> None:
     client = real_app.test_client()
     rec = real_app.extensions["recommender"]
+    rec.warm_thread.join(timeout=30)
+    assert len(rec.neighbour_cache) == 63  # every watched movie, warmed at start
     first = ids_of(client.get("/recommend/1").get_data(as_text=True))
-    assert len(rec.neighbour_cache) == 3
     collection = chroma_client(demo.chroma_path).get_collection("movies")
     collection.modify(metadata={"version": "v2"})
     rec.neighbour_cache._checked_at = None  # the next request looks at the version again
     assert ids_of(client.get("/recommend/1").get_data(as_text=True)) == first
     assert rec.neighbour_cache.version == "v2"
+    assert len(rec.neighbour_cache) == 3  # dropped, then user 1's three movies fetched again
 
 
 @pytest.mark.slow
-def test_gunicorn_two_workers_serve_the_contract(env: dict[str, str], demo: DemoStore) -> None:
-    with gunicorn_service(env, workers=2) as service:
+def test_gunicorn_two_workers_serve_the_contract(env: dict[str, str], demo: DemoStore, tmp_path) -> None:
+    with gunicorn_service(env, workers=2, workdir=str(tmp_path)) as service:
         status, ctype, body = service.get("/recommend/1")
         assert status == 200 and ctype.startswith("text/plain")
         assert len(assert_line(body)) == 20
