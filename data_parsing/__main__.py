@@ -80,7 +80,9 @@ def ingest(args: argparse.Namespace) -> int:
         # a one-shot replay must not fail because a live parser holds the port
         log.warning({"event": "metrics_unavailable", "port": settings.metrics_port, "error": exc.strerror})
     try:
-        source = open_source(args.source, settings.kafka_group_id, args.start_timeout)
+        source = open_source(
+            args.source, settings.kafka_group_id, args.start_timeout, settings.kafka_session_timeout_ms
+        )
     except SourceUnavailable as exc:
         return _fail(str(exc))
 

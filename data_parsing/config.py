@@ -28,6 +28,8 @@ class ParserSettings:
     - batch_size: PARSER_BATCH_SIZE (5000 lines): a batch is one database transaction
     - batch_seconds: PARSER_BATCH_SECONDS (1.0): a partial batch is applied after this long
     - rejected_cap: PARSER_REJECTED_CAP (100): rejected lines stored per reason per hour; all are counted
+    - kafka_session_timeout_ms: PARSER_KAFKA_SESSION_TIMEOUT_MS (6000): how soon the group hands a dead
+      parser's partitions to the others (lower: faster failover, more spurious rebalances)
     """
 
     database_url: str | None = None
@@ -38,6 +40,7 @@ class ParserSettings:
     batch_size: int = 5000
     batch_seconds: float = 1.0
     rejected_cap: int = 100
+    kafka_session_timeout_ms: int = 6000
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ParserSettings:
@@ -52,4 +55,5 @@ class ParserSettings:
             batch_size=max(1, _number(env, "PARSER_BATCH_SIZE", 5000)),
             batch_seconds=max(0.0, _number(env, "PARSER_BATCH_SECONDS", 1.0, float)),
             rejected_cap=max(0, _number(env, "PARSER_REJECTED_CAP", 100)),
+            kafka_session_timeout_ms=max(1000, _number(env, "PARSER_KAFKA_SESSION_TIMEOUT_MS", 6000)),
         )

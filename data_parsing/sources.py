@@ -181,7 +181,9 @@ class KafkaSource:
     consumer takes the partitions over.
     """
 
-    def __init__(self, bootstrap: str, topic: str, group_id: str, start_timeout: float = 10.0) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, group_id: str, start_timeout: float = 10.0, session_timeout_ms: int = 6000
+    ) -> None:
         from confluent_kafka import Consumer, KafkaException
 
         self.label = f"kafka:{topic}"
@@ -196,8 +198,8 @@ class KafkaSource:
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
-                "session.timeout.ms": 6000,
-                "heartbeat.interval.ms": 1000,
+                "session.timeout.ms": session_timeout_ms,
+                "heartbeat.interval.ms": max(100, session_timeout_ms // 6),
                 "statistics.interval.ms": 2000,
                 "stats_cb": self._on_stats,
                 "error_cb": self._on_error,
@@ -216,13 +218,15 @@ class KafkaSource:
         self._consumer.subscribe([topic], on_assign=self._assigned_cb, on_revoke=self._revoked_cb)
 
     @classmethod
-    def from_url(cls, url: str, group_id: str, start_timeout: float = 10.0) -> KafkaSource:
+    def from_url(
+        cls, url: str, group_id: str, start_timeout: float = 10.0, session_timeout_ms: int = 6000
+    ) -> KafkaSource:
         """`kafka://HOST:PORT[,HOST:PORT...]/TOPIC`."""
         parts = urlsplit(url)
         topic = parts.path.strip("/")
         if not parts.netloc or not topic:
             raise SourceUnavailable(f"a Kafka source looks like kafka://HOST:PORT/TOPIC, got {url!r}")
-        return cls(parts.netloc, topic, group_id, start_timeout)
+        return cls(parts.netloc, topic, group_id, start_timeout, session_timeout_ms)
 
     def _assigned_cb(self, _consumer, partitions) -> None:
         self._assigned = {p.partition for p in partitions}
@@ -287,12 +291,12 @@ class KafkaSource:
         self._consumer.close()
 
 
-def open_source(spec: str, group_id: str, start_timeout: float = 10.0) -> Source:
+def open_source(spec: str, group_id: str, start_timeout: float = 10.0, session_timeout_ms: int = 6000) -> Source:
     """`file:PATH`, `-` (stdin) or `kafka://HOST:PORT/TOPIC`; SourceUnavailable with one clear sentence."""
     if spec == "-":
         return StdinSource()
     if spec.startswith("file:"):
         return LineSource.open_file(spec[len("file:") :])
     if spec.startswith("kafka://"):
-        return KafkaSource.from_url(spec, group_id, start_timeout)
+        return KafkaSource.from_url(spec, group_id, start_timeout, session_timeout_ms)
     raise SourceUnavailable(f"unknown source {spec!r}: use file:PATH, - or kafka://HOST:PORT/TOPIC")

@@ -68,7 +68,7 @@ def store_url(tmp_path: Path) -> str:
 
 
 def _env(group: str) -> dict[str, str]:
-    return {**os.environ, "KAFKA_GROUP_ID": group}
+    return {**os.environ, "KAFKA_GROUP_ID": group, "PARSER_KAFKA_SESSION_TIMEOUT_MS": "2500"}
 
 
 def _state(url: str) -> dict:
@@ -103,7 +103,7 @@ def _watched_rows(url: str) -> int:
 def test_kafka_ingest_equals_single_file_pass(topic_url: str, store_url: str, stream) -> None:
     _, lines, single_pass = stream
     proc = subprocess.run(
-        ingest_cmd(topic_url, store_url, "--max-idle", "5", "--batch-size", "400"),
+        ingest_cmd(topic_url, store_url, "--max-idle", "3", "--batch-size", "400"),
         cwd=ROOT,
         env=_env("g-single"),
         capture_output=True,
@@ -120,7 +120,7 @@ def test_kill_9_at_random_points_then_restart_gives_the_same_store(topic_url: st
     _, _, single_pass = stream
     final_rows = len(single_pass["watched"])
     rng = random.Random(5)
-    cmd = ingest_cmd(topic_url, store_url, "--max-idle", "5", "--batch-size", "40", "--batch-seconds", "0.05")
+    cmd = ingest_cmd(topic_url, store_url, "--max-idle", "3", "--batch-size", "40", "--batch-seconds", "0.05")
     kills_mid_stream = 0
     for _ in range(3):
         before = _watched_rows(store_url)
@@ -156,7 +156,7 @@ def test_two_parsers_in_one_group_share_the_partitions(
     topic = f"movielog-pair-{random.randrange(10**6)}"
     create_topic(kafka_bootstrap, topic, partitions=4)
     url = f"kafka://{kafka_bootstrap}/{topic}"
-    cmd = ingest_cmd(url, store_url, "--max-idle", "8", "--batch-size", "200")
+    cmd = ingest_cmd(url, store_url, "--max-idle", "5", "--batch-size", "200")
     procs = [subprocess.Popen(cmd, cwd=ROOT, env=_env("g-pair"), stderr=subprocess.PIPE, text=True) for _ in range(2)]
     logs: list[list[dict]] = [[], []]
     readers = [
@@ -216,7 +216,7 @@ def test_corrupted_movielens_demo_through_kafka_with_a_crash_equals_a_clean_pass
     topic = f"movielog-demo-{random.randrange(10**6)}"
     create_topic(kafka_bootstrap, topic, partitions=4)
     produce_lines(kafka_bootstrap, topic, corrupt(clean_path.read_bytes().splitlines(), seed=3), key_of=_user_key)
-    cmd = ingest_cmd(f"kafka://{kafka_bootstrap}/{topic}", store_url, "--max-idle", "5", "--batch-size", "5000")
+    cmd = ingest_cmd(f"kafka://{kafka_bootstrap}/{topic}", store_url, "--max-idle", "3", "--batch-size", "5000")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=_env("g-demo"), stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
