@@ -20,7 +20,7 @@ def _offline(args: argparse.Namespace) -> int:
     from evaluation.offline import OfflineConfig, default_grid, markdown, run_offline, write_report
 
     config = OfflineConfig(seed=args.seed, users=args.users, cache_dir=args.cache_dir, workdir=args.workdir,
-                           demo_users=args.demo_users)
+                           demo_users=args.demo_users, skip_last=1 if args.validation else 0)
     report = run_offline(config, grid=default_grid() if args.grid else ())
     write_report(report, args.out)
     print(markdown(report))
@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     off.add_argument("--cache-dir", default="data/eval_cache", help="MiniLM vector cache (default: %(default)s)")
     off.add_argument("--workdir", default=None, help="keep the built store and vectors here (default: temp)")
     off.add_argument("--grid", action="store_true", help="also score the tuning grid of ranking weights")
+    off.add_argument("--validation", action="store_true",
+                     help="score the second-to-last movie with the last one dropped (the split to tune on)")
     off.add_argument("--demo-users", type=int, default=None,
                      help="cut the demo to a seeded sample of N users first (a fast slice; default: whole demo)")
     on = sub.add_parser("online", help="conversion of served recommendations, from the store")

@@ -90,10 +90,14 @@ class Split:
     excluded_users: tuple[int, ...]
 
 
-def leave_last_out(interactions: Iterable[Interaction]) -> Split:
+def leave_last_out(interactions: Iterable[Interaction], skip_last: int = 0) -> Split:
     """Hold out each user's last distinct movie: the one with the latest time (its latest event), ties
     broken by the larger movie id. Every event of that movie by that user is held out. Users with fewer
-    than two distinct movies are excluded (all their events stay held in) and listed."""
+    than two distinct movies are excluded (all their events stay held in) and listed.
+
+    ``skip_last`` first drops each user's last ``skip_last`` movies entirely (neither held in nor held
+    out): with 1 the target is the second-to-last movie, a validation split for tuning that never sees
+    the test target."""
     rows = list(interactions)
     latest: dict[int, dict[str, Any]] = {}
     for row in rows:
@@ -101,13 +105,18 @@ def leave_last_out(interactions: Iterable[Interaction]) -> Split:
         if row.movie_id not in movies or row.ts > movies[row.movie_id]:
             movies[row.movie_id] = row.ts
     held_out: dict[int, str] = {}
+    dropped: set[tuple[int, str]] = set()
     excluded: list[int] = []
     for user_id, movies in latest.items():
-        if len(movies) < 2:
+        ordered = sorted(movies.items(), key=lambda kv: (kv[1], kv[0]))
+        if len(ordered) - skip_last < 2:
             excluded.append(user_id)
             continue
-        held_out[user_id] = max(movies.items(), key=lambda kv: (kv[1], kv[0]))[0]
-    held_in = [row for row in rows if held_out.get(row.user_id) != row.movie_id]
+        for movie_id, _ in ordered[len(ordered) - skip_last:]:
+            dropped.add((user_id, movie_id))
+        held_out[user_id] = ordered[len(ordered) - skip_last - 1][0]
+    held_in = [row for row in rows if held_out.get(row.user_id) != row.movie_id
+               and (row.user_id, row.movie_id) not in dropped]
     return Split(held_in, held_out, tuple(sorted(excluded)))
 
 

@@ -47,6 +47,15 @@ def test_leave_last_out_holds_out_latest_ties_by_id_and_excludes_single_movie_us
         (1, "a"), (1, "b"), (1, "a"), (2, "x"), (2, "x"), (3, "p"), (4, "only")]
 
 
+def test_validation_split_drops_the_last_movie_and_holds_out_the_one_before() -> None:
+    rows = [Interaction(1, "a", 1), Interaction(1, "b", 2), Interaction(1, "c", 3), Interaction(1, "b", 4),
+            Interaction(2, "x", 1), Interaction(2, "y", 2)]
+    split = metrics.leave_last_out(rows, skip_last=1)
+    # user 1's order by latest event: a(1), c(3), b(4): b dropped, c held out, a held in
+    assert split.held_out == {1: "c"} and split.excluded_users == (2,)
+    assert [(r.user_id, r.movie_id) for r in split.held_in] == [(1, "a"), (2, "x"), (2, "y")]
+
+
 def test_summarize_by_hand() -> None:
     held_out = {1: "a", 2: "b", 3: "c", 4: "d"}
     recs = {
