@@ -445,3 +445,57 @@ def untitled_movie_ids(conn: Connection) -> list[str]:
     """Ids of movies registered from the stream that still lack catalog metadata (title NULL)."""
     m = Movie.__table__.c
     return list(conn.execute(select(m.id).where(m.title.is_(None)).order_by(m.id)).scalars())
+
+
+# --------------------------------------------------------------------------- evaluation reads (issue 6)
+
+
+def interaction_pairs(conn: Connection) -> list[tuple[int, str]]:
+    """Every distinct (user id, movie id) the user watched or rated: the user-item matrix of the
+    collaborative item vectors and of the offline baselines. Sorted, so builds are deterministic."""
+    w, r = Watched.__table__.c, Rating.__table__.c
+    both = union_all(select(w.user_id, w.movie_id), select(r.user_id, r.movie_id)).subquery()
+    stmt = select(both.c.user_id, both.c.movie_id).distinct().order_by(both.c.user_id, both.c.movie_id)
+    return [(int(u), str(m)) for u, m in conn.execute(stmt)]
+
+
+def served_recommendations(conn: Connection, since: datetime | None = None,
+                           until: datetime | None = None) -> list[dict[str, Any]]:
+    """Served recommendation lists with ``since <= ts < until`` (either bound optional), oldest first:
+    dicts with user_id, ts, status and movie_ids (a list)."""
+    s = RecommendationServed.__table__.c
+    stmt = select(s.user_id, s.ts, s.status, s.movie_ids).order_by(s.ts, s.user_id)
+    if since is not None:
+        stmt = stmt.where(s.ts >= since)
+    if until is not None:
+        stmt = stmt.where(s.ts < until)
+    return [{"user_id": int(u), "ts": ts, "status": int(status), "movie_ids": [m for m in (ids or "").split(",") if m]}
+            for u, ts, status, ids in conn.execute(stmt)]
+
+
+_ID_CHUNK = 500
+
+
+def activity_of_users(conn: Connection, user_ids: Iterable[int]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Watched rows (user_id, movie_id, first_ts, last_ts) and ratings (user_id, movie_id, rating, ts) of
+    the given users, read in chunks of ids so the parameter count stays bounded on every dialect."""
+    w, r = Watched.__table__.c, Rating.__table__.c
+    ids = sorted(set(user_ids))
+    watched: list[dict[str, Any]] = []
+    ratings: list[dict[str, Any]] = []
+    for start in range(0, len(ids), _ID_CHUNK):
+        chunk = ids[start:start + _ID_CHUNK]
+        watched.extend(dict(row._mapping) for row in conn.execute(
+            select(w.user_id, w.movie_id, w.first_ts, w.last_ts).where(w.user_id.in_(chunk))))
+        ratings.extend(dict(row._mapping) for row in conn.execute(
+            select(r.user_id, r.movie_id, r.rating, r.ts).where(r.user_id.in_(chunk))))
+    return watched, ratings
+
+
+def latest_activity(conn: Connection) -> datetime | None:
+    """The time of the newest watch, rating or served list in the store (the evaluation's "now", so a
+    replayed historical stream is judged on its own clock); None for an empty store."""
+    w, r, s = Watched.__table__.c, Rating.__table__.c, RecommendationServed.__table__.c
+    values = [conn.execute(select(func.max(col))).scalar_one() for col in (w.last_ts, r.ts, s.ts)]
+    present = [v for v in values if v is not None]
+    return max(present) if present else None

@@ -1,4 +1,5 @@
-"""`python -m embeddings build --catalog PATH.csv|kaggle:PATH|movielens|api`: embed the catalog into ChromaDB.
+"""`python -m embeddings build --catalog PATH.csv|kaggle:PATH|movielens|api`: embed the catalog into ChromaDB;
+`python -m embeddings collab`: collaborative item vectors into the collection `movies_cf`.
 
 Exit 0 on success (one JSON summary line on stdout), 1 with a one-line reason on stderr otherwise.
 """
@@ -12,8 +13,14 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["collab"]:  # the collaborative job has its own options (embeddings/collab_job.py)
+        from embeddings.collab_job import main as collab_main
+
+        return collab_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m embeddings", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("collab", help="collaborative item vectors from the store into collection movies_cf", add_help=False)
     build = sub.add_parser("build", help="load a catalog, embed new or changed movies, drop gone ones")
     build.add_argument("--catalog", help="PATH.csv, kaggle:PATH (movies_metadata.csv), movielens or api; "
                                          "omit to embed only what the SQL store already holds")

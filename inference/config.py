@@ -41,9 +41,12 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
 class RankConfig:
     """Weights of `inference.ranking.rank`; defaults documented field by field.
 
-    score(c) = sum over history movies h of  rating_weight(h) * recency_decay**position(h) * sim(h, c)
+    score(c) = [sum over history movies h of  rating_weight(h) * recency_decay**position(h) * sim(h, c)]
+               / (viewers(c) + 1) ** popularity_damping
                + popularity_weight * popularity_norm(c)
-    where popularity_norm is log1p(viewers) / log1p(max viewers) in [0, 1].
+    where popularity_norm is log1p(viewers) / log1p(max viewers) in [0, 1] and
+    sim(h, c) = content_weight * sim_minilm(h, c) + collab_weight * sim_collaborative(h, c).
+    The defaults of the last four weights come from the offline grid in docs/evaluation.md.
     """
 
     n_results: int = 20
@@ -58,6 +61,15 @@ class RankConfig:
     """Weight of the normalized, log-scaled popularity blended into every personalized score."""
     min_similarity: float = 0.0
     """Neighbours less similar than this are ignored."""
+    popularity_damping: float = 0.0
+    """Exponent of the (viewers + 1) divisor of a personalized affinity: 0 keeps it, larger values push
+    the list from blockbusters into the long tail (more coverage). The grid's 0.1 bought 3-4 points of
+    coverage for 1.5 points of hit rate; coverage is already above its target at 0, so 0 it is."""
+    content_weight: float = 0.5
+    """Weight of the MiniLM (content) neighbours' similarity in the blended neighbour lists (0.25..0.75
+    formed a plateau in the grid; 0.5 is its middle)."""
+    collab_weight: float = 1.0
+    """Weight of the collaborative (co-watching, collection `movies_cf`) neighbours' similarity."""
 
     def weight_of(self, rating: float | None) -> float:
         """The weight of a history movie with this rating (None counts as `unrated_rating`)."""
@@ -86,6 +98,9 @@ class RankConfig:
             recency_decay=_float(env, "RANK_RECENCY_DECAY", cls.recency_decay),
             popularity_weight=_float(env, "RANK_POPULARITY_WEIGHT", cls.popularity_weight),
             min_similarity=_float(env, "RANK_MIN_SIMILARITY", cls.min_similarity),
+            popularity_damping=_float(env, "RANK_POPULARITY_DAMPING", cls.popularity_damping),
+            content_weight=_float(env, "RANK_CONTENT_WEIGHT", cls.content_weight),
+            collab_weight=_float(env, "RANK_COLLAB_WEIGHT", cls.collab_weight),
         )
 
 

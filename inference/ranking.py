@@ -10,8 +10,13 @@ Semantics of `rank(history, neighbours, popularity, config)`:
   2 or less gives a negative weight: a candidate whose affinity is negative is pushed away and never
   recommended, not even from the popular list, so a poorly rated movie's neighbours are not
   recommended because of it.
-* score(c) = affinity(c) + popularity_weight * popularity_norm(c), popularity_norm in [0, 1]
-  (log-scaled viewer counts divided by the largest, or 1 - rank/len for a bare ordered list).
+* score(c) = affinity(c) / (viewers(c) + 1) ** popularity_damping + popularity_weight * popularity_norm(c),
+  popularity_norm in [0, 1] (log-scaled viewer counts divided by the largest, or 1 - rank/len for a bare
+  ordered list); viewers(c) is the count `popularity` gives (0 when it gives none, or only an order). The
+  damping divides away part of the blockbusters' head start, so the list reaches into the catalog's tail.
+* neighbours may blend several vector collections (MiniLM content vectors and collaborative item
+  vectors): `blend_neighbours` sums each source's similarities with its weight
+  (`config.content_weight`, `config.collab_weight`) before `rank` sees them.
 * Candidates are the neighbours with positive affinity plus the popular movies (affinity 0), so the
   list is filled to `n_results` from the popular ones; a user with no history gets the popular list.
 * Seen movies are excluded. Ties break by popularity, then by movie id, so the answer is deterministic
@@ -76,6 +81,31 @@ def normalize_popularity(popularity: Popularity) -> NormalizedPopularity:
     return NormalizedPopularity(sorted(values.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def viewer_counts(popularity: Popularity) -> dict[str, float]:
+    """Raw viewer counts from a popularity mapping or (id, count) pairs; empty for a bare list of ids."""
+    if isinstance(popularity, Mapping):
+        return {str(k): float(v) for k, v in popularity.items()}
+    items = list(popularity)
+    if not items or isinstance(items[0], str):
+        return {}
+    return {str(k): float(v) for k, v in items}  # type: ignore[misc]
+
+
+def blend_neighbours(sources: Sequence[tuple[float, Neighbours]]) -> dict[str, list[tuple[str, float]]]:
+    """One neighbour list per movie from several weighted sources: similarity(h, c) = sum over sources of
+    weight * similarity in that source (absent = 0). Sources of weight 0 are skipped. Each list is sorted
+    by blended similarity, most similar first, ties by id, so the result is deterministic."""
+    blended: dict[str, dict[str, float]] = {}
+    for weight, neighbours in sources:
+        if weight == 0:
+            continue
+        for movie_id, pairs in neighbours.items():
+            row = blended.setdefault(movie_id, {})
+            for candidate, similarity in pairs:
+                row[candidate] = row.get(candidate, 0.0) + weight * float(similarity)
+    return {m: sorted(row.items(), key=lambda kv: (-kv[1], kv[0])) for m, row in blended.items()}
+
+
 def rank(
     history: History, neighbours: Neighbours, popularity: Popularity, config: RankConfig
 ) -> list[Scored]:
@@ -102,9 +132,12 @@ def rank(
                 reason[candidate] = (contribution, source)
 
     pop = normalize_popularity(popularity)
+    counts = viewer_counts(popularity) if config.popularity_damping else {}
     scores: dict[str, float] = {}
     for candidate, value in affinity.items():
         if value > 0:
+            if counts:
+                value /= (counts.get(candidate, 0.0) + 1.0) ** config.popularity_damping
             scores[candidate] = value + config.popularity_weight * pop.get(candidate, 0.0)
     # Popular movies in order: only the first n_results eligible ones can make the list (a later one
     # has no higher score), so the scan stops there.

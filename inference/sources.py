@@ -77,7 +77,49 @@ class SqlHistorySource:
         return [(str(movie_id), int(count)) for movie_id, count in rows]
 
 
-DEFAULT_VECTOR_STORE = "embeddings.store:VectorStore"
+class BlendedVectors:
+    """A `VectorSource` over several collections (MiniLM content vectors and collaborative item vectors):
+    each movie's neighbours from every source with a non-zero weight, blended by
+    `inference.ranking.blend_neighbours`. The service stays a pure vector search."""
+
+    def __init__(self, sources: Sequence[tuple[float, VectorSource]]):
+        self.sources = [(float(w), s) for w, s in sources if w]
+        if not self.sources:
+            raise ValueError("a blended vector store needs at least one source with a non-zero weight")
+
+    @property
+    def version(self) -> Any:
+        return tuple(source.version for _, source in self.sources)
+
+    def neighbours(self, movie_ids: Sequence[str], k: int) -> dict[str, list[tuple[str, float]]]:
+        from inference.ranking import blend_neighbours
+
+        return blend_neighbours([(w, source.neighbours(movie_ids, k)) for w, source in self.sources])
+
+    def count(self) -> int:
+        return max(int(source.count()) for _, source in self.sources)
+
+
+def open_blended_store() -> VectorSource:
+    """The MiniLM collection and the collaborative one (`embeddings.collab_job`), weighted by
+    RANK_CONTENT_WEIGHT and RANK_COLLAB_WEIGHT (defaults in `RankConfig`). A source of weight 0 is not
+    opened; an empty collaborative collection simply contributes no neighbours."""
+    from embeddings.collab_job import collab_settings
+    from embeddings.config import EmbeddingSettings
+    from embeddings.store import VectorStore
+    from inference.config import RankConfig
+
+    rank = RankConfig.from_env()
+    settings = EmbeddingSettings.from_env()
+    sources: list[tuple[float, VectorSource]] = []
+    if rank.content_weight:
+        sources.append((rank.content_weight, VectorStore(settings)))
+    if rank.collab_weight:
+        sources.append((rank.collab_weight, VectorStore(collab_settings(settings))))
+    return BlendedVectors(sources)
+
+
+DEFAULT_VECTOR_STORE = "inference.sources:open_blended_store"
 
 
 def open_vector_store(factory: str | None = None) -> VectorSource:

@@ -10,5 +10,6 @@ from tests.fixtures.chroma import chroma_server  # noqa: F401
 from tests.fixtures.embedding_model import encoder  # noqa: F401
 from tests.fixtures.kafka import kafka_bootstrap  # noqa: F401
 from tests.fixtures.movie_api import movie_api, movie_api_session  # noqa: F401
+from tests.fixtures.notebook import venv_kernel  # noqa: F401
 from tests.fixtures.postgres import postgres_url  # noqa: F401
 from tests.fixtures.stores import store_engine  # noqa: F401

@@ -27,13 +27,27 @@ def round_rating(value: float) -> int:
     return max(1, min(5, int(value + 0.5)))
 
 
+def _catalog(df):
+    """The demo's movies (sorted by MovieLens id), their years and their slugs, from the ratings frame."""
+    movies = (df[["movieId", "title", "year", "genres"]].drop_duplicates("movieId").sort_values("movieId"))
+    years = {int(m): (int(y) if y == y else None) for m, y in zip(movies.movieId, movies.year, strict=True)}
+    slugs = unique_slugs((int(m), str(t), years[int(m)]) for m, t in zip(movies.movieId, movies.title, strict=True))
+    return movies, years, slugs
+
+
+def demo_ratings() -> list[tuple[int, str, int, int]]:
+    """Every demo rating as (user id, movie slug, rating 1..5, unix time), with the stream's slugs."""
+    df = load_ratings()
+    _, _, slugs = _catalog(df)
+    return [(int(u), slugs[int(m)], round_rating(float(r)), int(t))
+            for u, m, r, t in zip(df.userId, df.movieId, df.rating, df.timestamp, strict=True)]
+
+
 def write_movielens(out_dir: str) -> dict[str, int]:
     """Write ``catalog.csv`` and ``events.log`` to ``out_dir``; return counts of what was written."""
     os.makedirs(out_dir, exist_ok=True)
     df = load_ratings()
-    movies = (df[["movieId", "title", "year", "genres"]].drop_duplicates("movieId").sort_values("movieId"))
-    years = {int(m): (int(y) if y == y else None) for m, y in zip(movies.movieId, movies.year, strict=True)}
-    slugs = unique_slugs((int(m), str(t), years[int(m)]) for m, t in zip(movies.movieId, movies.title, strict=True))
+    movies, years, slugs = _catalog(df)
     with open(os.path.join(out_dir, "catalog.csv"), "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["id", "title", "year", "genres"])

@@ -1,0 +1,104 @@
+"""The collaborative job: watched/rated pairs from the SQL store -> item vectors -> ChromaDB `movies_cf`.
+
+`python -m embeddings collab` (or `python -m embeddings.collab_job`). Offline and periodic, like the
+MiniLM job: the service only reads the collection (nearest neighbours), it never factorises online.
+Each run replaces the whole collection's content (vectors of movies that lost every viewer are deleted)
+and stamps a new version, so the service's neighbour caches are dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+from sqlalchemy import Engine, inspect
+
+from db_utils import queries
+from embeddings.collaborative import CollabConfig, interaction_matrix, item_vectors
+from embeddings.config import EmbeddingSettings
+from embeddings.store import VectorStore
+
+log = logging.getLogger("embeddings.collab")
+DEFAULT_COLLECTION = "movies_cf"
+
+
+def collab_settings(settings: EmbeddingSettings | None = None, env: dict[str, str] | None = None) -> EmbeddingSettings:
+    """The embedding settings pointed at the collaborative collection (CHROMA_COLLAB_COLLECTION,
+    default `movies_cf`); everything else (path or server) is shared with the MiniLM collection."""
+    env = dict(os.environ if env is None else env)
+    settings = settings or EmbeddingSettings.from_env(env)
+    return dataclasses.replace(settings, collection=env.get("CHROMA_COLLAB_COLLECTION", "").strip()
+                               or DEFAULT_COLLECTION)
+
+
+def collab_config_from_env(env: dict[str, str] | None = None) -> CollabConfig:
+    """COLLAB_DIM (64), COLLAB_SEED (0), COLLAB_MIN_VIEWERS (2)."""
+    env = dict(os.environ if env is None else env)
+    values: dict[str, int] = {}
+    for field, name in (("dim", "COLLAB_DIM"), ("seed", "COLLAB_SEED"), ("min_viewers", "COLLAB_MIN_VIEWERS")):
+        raw = env.get(name, "").strip()
+        if raw:
+            try:
+                values[field] = int(raw)
+            except ValueError:
+                raise ValueError(f"{name}={raw!r} is not an integer.") from None
+            if values[field] < (0 if field == "seed" else 1):
+                raise ValueError(f"{name}={raw!r} is out of range.")
+    return CollabConfig(**values)
+
+
+def build_collab(engine: Engine, store: VectorStore, config: CollabConfig | None = None) -> dict[str, Any]:
+    """Factorise the store's user-item matrix and replace the collection's vectors; return a summary."""
+    started = time.perf_counter()
+    config = config or CollabConfig()
+    if not inspect(engine).has_table("watched"):
+        raise ValueError("the SQL store has no schema: run `python -m db_utils migrate` first.")
+    with engine.connect() as conn:
+        pairs = queries.interaction_pairs(conn)
+    interactions = interaction_matrix(pairs)
+    ids, vectors = item_vectors(interactions, config)
+    store.mark_dirty()
+    gone = sorted(store.ids() - set(ids))
+    if gone:
+        store.delete(gone)
+    store.upsert(ids, vectors)
+    version = store.stamp_version()
+    summary = {"users": len(interactions.users), "movies": len(ids), "pairs": len(pairs), "dim": int(vectors.shape[1]),
+               "deleted": len(gone), "version": version, "seconds": round(time.perf_counter() - started, 3)}
+    log.info(json.dumps({"event": "collab_done", **summary}))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m embeddings collab", description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", help="SQLAlchemy URL (default: DATABASE_URL or sqlite:///data/recsys.db)")
+    parser.add_argument("--dim", type=int, help="latent factors (default: COLLAB_DIM or 64)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from db_utils.engine import get_engine
+
+    try:
+        config = collab_config_from_env()
+        if args.dim is not None:
+            if args.dim < 1:
+                raise ValueError("--dim must be at least 1.")
+            config = dataclasses.replace(config, dim=args.dim)
+        summary = build_collab(get_engine(args.database_url), VectorStore(collab_settings()), config)
+    except (ValueError, OSError, SQLAlchemyError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        print(f"error: collaborative build failed: {reason}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Baseline recommenders for the offline evaluation, pure functions over the held-in user-item matrix.
+
+* most popular: the movies with the most viewers the user has not seen;
+* random: unseen movies drawn uniformly from the store's movies with a seeded generator;
+* item-kNN: classic item-based collaborative filtering (Sarwar et al.): cosine similarity of the movies'
+  columns in the binary user-item matrix, each movie keeping its ``k`` most similar ones; a user's score
+  of a movie is the sum of its similarities to every movie in the user's whole history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from embeddings.collaborative import Interactions
+
+
+def _top_unseen(scores: np.ndarray, seen: np.ndarray, n: int) -> np.ndarray:
+    """Column indices of the n best scores among unseen columns, best first, ties by index (scores are
+    rounded to 12 decimals first, so float summation noise never decides a tie)."""
+    scores = np.round(scores.astype(np.float64), 12)
+    scores[seen] = -np.inf
+    n = min(n, int(np.isfinite(scores).sum()))
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort((np.arange(scores.size), -scores))
+    return order[:n]
+
+
+def most_popular(data: Interactions, users: Sequence[int], n: int = 20) -> dict[int, list[str]]:
+    """The ``n`` most watched movies each user has not seen."""
+    matrix = data.matrix.tocsr()
+    viewers = np.asarray(matrix.sum(axis=0)).ravel()
+    row_of = {u: i for i, u in enumerate(data.users)}
+    out: dict[int, list[str]] = {}
+    for user in users:
+        seen = matrix[row_of[user]].indices if user in row_of else np.zeros(0, dtype=np.int64)
+        out[user] = [data.movies[j] for j in _top_unseen(viewers, seen, n)]
+    return out
+
+
+def random_unseen(data: Interactions, users: Sequence[int], n: int = 20, seed: int = 0) -> dict[int, list[str]]:
+    """``n`` unseen movies per user drawn uniformly (seeded; users in the given order)."""
+    rng = np.random.default_rng(seed)
+    matrix = data.matrix.tocsr()
+    row_of = {u: i for i, u in enumerate(data.users)}
+    out: dict[int, list[str]] = {}
+    for user in users:
+        seen = set(matrix[row_of[user]].indices.tolist()) if user in row_of else set()
+        picks: list[str] = []
+        for j in rng.permutation(len(data.movies)):
+            if int(j) not in seen:
+                picks.append(data.movies[int(j)])
+                if len(picks) == n:
+                    break
+        out[user] = picks
+    return out
+
+
+def item_similarity_topk(matrix: sp.csr_matrix, k: int, block: int = 1024) -> sp.csr_matrix:
+    """Cosine similarity between the columns of ``matrix``, each row keeping its ``k`` largest (itself
+    excluded), computed a block of rows at a time so memory stays at block x movies."""
+    x = matrix.tocsc().astype(np.float64)
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel())
+    inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    xn = (x @ sp.diags(inv)).tocsc()
+    n_items = xn.shape[1]
+    k = min(k, max(n_items - 1, 0))
+    rows, cols, vals = [], [], []
+    for start in range(0, n_items, block):
+        stop = min(start + block, n_items)
+        sims = (xn[:, start:stop].T @ xn).toarray()
+        sims[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        if k == 0:
+            continue
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        top_vals = np.take_along_axis(sims, top, axis=1)
+        keep = top_vals > 0
+        rows.append(np.repeat(np.arange(start, stop), k)[keep.ravel()])
+        cols.append(top.ravel()[keep.ravel()])
+        vals.append(top_vals.ravel()[keep.ravel()])
+    if not rows:
+        return sp.csr_matrix((n_items, n_items))
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                         shape=(n_items, n_items))
+
+
+def item_knn(data: Interactions, users: Sequence[int], n: int = 20, k: int = 20) -> dict[int, list[str]]:
+    """Item-kNN recommendations: score = user row x top-k cosine similarity matrix; seen movies removed."""
+    matrix = data.matrix.tocsr()
+    similarity = item_similarity_topk(matrix, k)
+    row_of = {u: i for i, u in enumerate(data.users)}
+    out: dict[int, list[str]] = {}
+    for user in users:
+        if user not in row_of:
+            out[user] = []
+            continue
+        row = matrix[row_of[user]]
+        scores = np.asarray((row @ similarity).todense()).ravel()
+        scores[scores <= 0] = -np.inf  # no similarity at all: not a candidate
+        out[user] = [data.movies[j] for j in _top_unseen(scores, row.indices, n)]
+    return out
