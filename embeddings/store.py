@@ -21,6 +21,7 @@ import numpy as np
 from embeddings.config import EmbeddingSettings
 
 Neighbours = dict[str, list[tuple[str, float]]]
+_TIE_MARGIN = 4
 _PAGE = 5000
 
 
@@ -125,16 +126,18 @@ class VectorStore:
         if not vectors or k <= 0:
             return {}
         known = list(vectors)
-        n_results = min(k + 1, self.count())
+        # A few more than k (Chroma returns fewer when the collection is smaller), so that movies tied at
+        # the cut are ordered by id rather than by the index's internal order: the same store always
+        # gives the same lists.
         found = self._collection.query(
             query_embeddings=np.stack([vectors[m] for m in known]),
-            n_results=n_results,
+            n_results=k + 1 + _TIE_MARGIN,
             include=["distances"],
         )
         out: Neighbours = {}
         for movie_id, ids, distances in zip(known, found["ids"], found["distances"], strict=True):
-            pairs = [(other, 1.0 - float(d))
-                     for other, d in zip(ids, distances, strict=True) if other != movie_id]
+            pairs = sorted(((other, 1.0 - float(d)) for other, d in zip(ids, distances, strict=True)
+                            if other != movie_id), key=lambda p: (-round(p[1], 6), p[0]))
             out[movie_id] = pairs[:k]
         return out
 

@@ -50,7 +50,6 @@ def main() -> None:
         missing.append("data_parsing (stream ingestion)")
     if have("embeddings.__main__"):
         step("embed the catalog into ChromaDB", [PY, "-m", "embeddings", "build", "--catalog", f"{demo}/catalog.csv"])
-    if have("embeddings.collab_job"):
         step("collaborative item vectors into ChromaDB (movies_cf)", [PY, "-m", "embeddings", "collab"],
              demo / ".collab")
     else:
