@@ -7,3 +7,4 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 from tests.fixtures.postgres import postgres_url  # noqa: E402, F401
+from tests.fixtures.prometheus import contract_targets  # noqa: F401
