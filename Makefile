@@ -18,7 +18,7 @@ install: $(VENV)/.installed
 
 ## run: build the demo end to end on embedded defaults (SQLite, embedded ChromaDB) and serve on :8082
 run: install
-	$(PY) -m scripts.demo
+	$(PY) scripts/run_demo.py
 
 ## test: the whole suite with a coverage report
 test: install

@@ -1,0 +1,133 @@
+"""The SQL store's tables as SQLAlchemy 2.0 typed models.
+
+Foreign keys point from events to ``users`` and ``movies``; the upserts in ``db_utils.queries`` register
+unknown users and movies in the same transaction, so the order in which the stream arrives never matters.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+MOVIE_ID_LENGTH = 255
+RAW_LINE_CAP = 1024
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table of the store."""
+
+
+class Movie(Base):
+    """A catalog entry. A movie first seen in the stream has only its id: title and content_hash are NULL
+    until a catalog or the movie API fills them; the embedding job embeds rows whose content_hash differs
+    from embedded_hash."""
+
+    __tablename__ = "movies"
+
+    id: Mapped[str] = mapped_column(String(MOVIE_ID_LENGTH), primary_key=True)
+    title: Mapped[str | None] = mapped_column(String(512))
+    year: Mapped[int | None] = mapped_column(Integer)
+    genres: Mapped[str | None] = mapped_column(String(512))
+    overview: Mapped[str | None] = mapped_column(Text)
+    tagline: Mapped[str | None] = mapped_column(Text)
+    popularity: Mapped[float | None] = mapped_column(Float)
+    vote_average: Mapped[float | None] = mapped_column(Float)
+    vote_count: Mapped[int | None] = mapped_column(Integer)
+    runtime: Mapped[int | None] = mapped_column(Integer)
+    original_language: Mapped[str | None] = mapped_column(String(16))
+    release_date: Mapped[date | None] = mapped_column(Date)
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    embedded_hash: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class User(Base):
+    """A user of the streaming site; demographics come from the simulator's user API when known."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    age: Mapped[int | None] = mapped_column(Integer)
+    occupation: Mapped[str | None] = mapped_column(String(64))
+    gender: Mapped[str | None] = mapped_column(String(8))
+    first_seen: Mapped[datetime | None] = mapped_column(DateTime)
+    last_seen: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Watched(Base):
+    """One row per user and movie watched: the furthest minute reached and the first and last minute's time."""
+
+    __tablename__ = "watched"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    movie_id: Mapped[str] = mapped_column(ForeignKey("movies.id"), primary_key=True)
+    max_minute: Mapped[int] = mapped_column(Integer)
+    first_ts: Mapped[datetime] = mapped_column(DateTime)
+    last_ts: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (
+        Index("ix_watched_user_last_ts", "user_id", "last_ts"),
+        Index("ix_watched_movie_last_ts", "movie_id", "last_ts"),
+    )
+
+
+class Rating(Base):
+    """A user's rating of a movie; the latest rating wins (ties broken by the higher rating)."""
+
+    __tablename__ = "ratings"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    movie_id: Mapped[str] = mapped_column(ForeignKey("movies.id"), primary_key=True)
+    rating: Mapped[int] = mapped_column(SmallInteger)
+    ts: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (
+        CheckConstraint("rating BETWEEN 1 AND 5", name="ck_ratings_rating_range"),
+        Index("ix_ratings_user_ts", "user_id", "ts"),
+    )
+
+
+class RecommendationServed(Base):
+    """A recommendation list the simulator logged as served; one per user and time."""
+
+    __tablename__ = "recommendations_served"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    ts: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
+    server: Mapped[str] = mapped_column(String(255))
+    status: Mapped[int] = mapped_column(Integer)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    movie_ids: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_served_ts", "ts"),)
+
+
+class RejectedLine(Base):
+    """A log line the parser refused, with its reason and where it came from (raw text capped)."""
+
+    __tablename__ = "rejected_lines"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    source: Mapped[str] = mapped_column(String(255))
+    # "offset" is reserved in several SQL dialects, hence the column name.
+    offset: Mapped[int | None] = mapped_column("source_offset", BigInteger)
+    raw: Mapped[str] = mapped_column(String(RAW_LINE_CAP))
+    reason: Mapped[str] = mapped_column(String(64))
+    ts: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_rejected_reason_ts", "reason", "ts"),)

@@ -1,0 +1,358 @@
+"""Every SQL statement of the project: history and popularity reads, and idempotent bulk upserts.
+
+All functions take an open ``sqlalchemy.Connection``; the caller owns the transaction
+(``with engine.begin() as conn: ...``). Statements are parameterized. Upserts are idempotent: applying the
+same rows twice, or split into batches differently (in the same order), leaves the same state, because each
+column merges with a fixed rule (max, min, latest wins, first wins). Unknown users and movies are
+registered by the upserts themselves, so the order in which the stream arrives never matters.
+
+SQLite and PostgreSQL use ``INSERT ... ON CONFLICT``; SQL Server (Azure SQL) uses ``MERGE``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, NotRequired, TypedDict
+
+from sqlalchemy import Connection, Table, and_, exists, func, or_, select, text, union_all
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
+
+from db_utils.models import (
+    RAW_LINE_CAP,
+    Movie,
+    Rating,
+    RecommendationServed,
+    RejectedLine,
+    User,
+    Watched,
+)
+
+# ---------------------------------------------------------------------------------------------- row types
+
+
+class UserRow(TypedDict):
+    id: int
+    first_seen: datetime | None
+    last_seen: datetime | None
+    age: NotRequired[int | None]
+    occupation: NotRequired[str | None]
+    gender: NotRequired[str | None]
+
+
+class WatchRow(TypedDict):
+    user_id: int
+    movie_id: str
+    minute: int
+    ts: datetime
+
+
+class RatingRow(TypedDict):
+    user_id: int
+    movie_id: str
+    rating: int
+    ts: datetime
+
+
+class ServedRow(TypedDict):
+    user_id: int
+    ts: datetime
+    server: str
+    status: int
+    latency_ms: float
+    movie_ids: Sequence[str]
+
+
+class RejectedRow(TypedDict):
+    source: str
+    offset: int | None
+    raw: str
+    reason: str
+    ts: datetime
+
+
+@dataclass(frozen=True)
+class HistoryItem:
+    """One movie in a user's history: when it was last watched (or rated) and the rating, if any."""
+
+    movie_id: str
+    ts: datetime
+    rating: int | None
+
+
+# --------------------------------------------------------------------------------------------- merge rules
+
+Merge = Literal["max", "min", "replace", "coalesce", "keep"]
+"""How a column of an existing row takes a new value: the larger, the smaller, the new one, the new one
+unless it is NULL, or the old one (first write wins)."""
+
+
+@dataclass(frozen=True)
+class UpsertSpec:
+    """What an upsert into ``table`` does on a key conflict: ``merges`` maps each non-key column to its rule;
+    ``newer`` names (time, tie-break) columns when the whole row is replaced only by a newer one."""
+
+    table: Table
+    keys: tuple[str, ...]
+    merges: dict[str, Merge]
+    newer: tuple[str, str] | None = None
+
+
+USERS = UpsertSpec(User.__table__, ("id",), {
+    "first_seen": "min", "last_seen": "max", "age": "coalesce", "occupation": "coalesce", "gender": "coalesce",
+})
+WATCHED = UpsertSpec(Watched.__table__, ("user_id", "movie_id"),
+                     {"max_minute": "max", "first_ts": "min", "last_ts": "max"})
+RATINGS = UpsertSpec(Rating.__table__, ("user_id", "movie_id"), {"rating": "replace", "ts": "replace"},
+                     newer=("ts", "rating"))
+SERVED = UpsertSpec(RecommendationServed.__table__, ("user_id", "ts"), {
+    "server": "keep", "status": "keep", "latency_ms": "keep", "movie_ids": "keep",
+})
+MOVIE_FIELDS = ("title", "year", "genres", "overview", "tagline", "popularity", "vote_average", "vote_count",
+                "runtime", "original_language", "release_date", "content_hash", "updated_at")
+
+
+def _merge_value(rule: Merge, old: Any, new: Any) -> Any:
+    """The pure form of a merge rule, used to pre-aggregate a batch before it reaches SQL."""
+    if rule == "keep":
+        return old
+    if rule == "replace":
+        return new
+    if rule == "coalesce":
+        return old if new is None else new
+    if old is None or new is None:
+        return old if new is None else new
+    return max(old, new) if rule == "max" else min(old, new)
+
+
+def _is_newer(spec: UpsertSpec, old: dict, new: dict) -> bool:
+    assert spec.newer is not None
+    time_col, tie_col = spec.newer
+    return (new[time_col], new[tie_col]) > (old[time_col], old[tie_col])
+
+
+def aggregate(spec: UpsertSpec, rows: Iterable[dict]) -> list[dict]:
+    """Fold rows with the same key into one, with the spec's rules (in input order). Pure."""
+    out: dict[tuple, dict] = {}
+    for row in rows:
+        key = tuple(row[k] for k in spec.keys)
+        old = out.get(key)
+        if old is None:
+            out[key] = dict(row)
+        elif spec.newer is not None:
+            if _is_newer(spec, old, row):
+                out[key] = dict(row)
+        else:
+            for col, rule in spec.merges.items():
+                if col in row:
+                    old[col] = _merge_value(rule, old.get(col), row[col])
+    return list(out.values())
+
+
+# ------------------------------------------------------------------------------------ dialect statements
+
+
+def _sql_merge(dialect: str, rule: Merge, old: ColumnElement, new: ColumnElement) -> ColumnElement:
+    if rule == "replace":
+        return new
+    if rule == "coalesce":
+        return func.coalesce(new, old)
+    if rule == "keep":
+        return old
+    a, b = func.coalesce(old, new), func.coalesce(new, old)
+    if dialect == "sqlite":  # SQLite's two-argument max()/min() are scalar
+        return func.max(a, b) if rule == "max" else func.min(a, b)
+    return func.greatest(a, b) if rule == "max" else func.least(a, b)
+
+
+def _on_conflict_statement(dialect: str, spec: UpsertSpec, columns: Sequence[str]):
+    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    stmt = insert(spec.table)
+    excluded = stmt.excluded
+    target = spec.table.c
+    updates = {c: _sql_merge(dialect, spec.merges[c], target[c], excluded[c])
+               for c in columns if c in spec.merges and spec.merges[c] != "keep"}
+    if not updates:
+        return stmt.on_conflict_do_nothing(index_elements=list(spec.keys))
+    where = None
+    if spec.newer is not None:
+        t, tie = spec.newer
+        where = or_(excluded[t] > target[t], and_(excluded[t] == target[t], excluded[tie] > target[tie]))
+    return stmt.on_conflict_do_update(index_elements=list(spec.keys), set_=updates, where=where)
+
+
+def _mssql_merge_template(rule: Merge, col: str) -> str | None:
+    old, new = f"t.[{col}]", f"s.[{col}]"
+    return {
+        "replace": new,
+        "coalesce": f"COALESCE({new}, {old})",
+        "keep": None,
+        "max": f"GREATEST(COALESCE({old}, {new}), COALESCE({new}, {old}))",
+        "min": f"LEAST(COALESCE({old}, {new}), COALESCE({new}, {old}))",
+    }[rule]
+
+
+def merge_statement_mssql(spec: UpsertSpec, columns: Sequence[str]) -> str:
+    """The SQL Server ``MERGE`` equivalent of the ``ON CONFLICT`` upsert, with named parameters.
+
+    ``HOLDLOCK`` makes the match-then-insert atomic under concurrent writers."""
+    name = spec.table.name
+    cols = ", ".join(f"[{c}]" for c in columns)
+    params = ", ".join(f":{c}" for c in columns)
+    on = " AND ".join(f"t.[{k}] = s.[{k}]" for k in spec.keys)
+    sets = [f"t.[{c}] = {tpl}" for c in columns if c in spec.merges
+            and (tpl := _mssql_merge_template(spec.merges[c], c)) is not None]
+    matched = ""
+    if sets:
+        cond = ""
+        if spec.newer is not None:
+            t, tie = spec.newer
+            cond = f" AND (s.[{t}] > t.[{t}] OR (s.[{t}] = t.[{t}] AND s.[{tie}] > t.[{tie}]))"
+        matched = f" WHEN MATCHED{cond} THEN UPDATE SET {', '.join(sets)}"
+    values = ", ".join(f"s.[{c}]" for c in columns)
+    return (f"MERGE INTO [{name}] WITH (HOLDLOCK) AS t USING (VALUES ({params})) AS s ({cols}) ON {on}"
+            f"{matched} WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values});")
+
+
+def _execute_upsert(conn: Connection, spec: UpsertSpec, rows: list[dict]) -> int:
+    if not rows:
+        return 0
+    columns = list(rows[0].keys())
+    dialect = conn.dialect.name
+    if dialect == "mssql":
+        conn.execute(text(merge_statement_mssql(spec, columns)), rows)
+    elif dialect in ("sqlite", "postgresql"):
+        conn.execute(_on_conflict_statement(dialect, spec, columns), rows)
+    else:
+        raise NotImplementedError(f"the SQL store does not support the {dialect} dialect")
+    return len(rows)
+
+
+def _normalise(rows: Iterable[dict], columns: Sequence[str]) -> list[dict]:
+    """Give every row exactly ``columns`` (missing ones as None) so executemany sees one shape."""
+    return [{c: row.get(c) for c in columns} for row in rows]
+
+
+# --------------------------------------------------------------------------------------------- upserts
+
+
+def upsert_users(conn: Connection, rows: Iterable[UserRow]) -> int:
+    """Insert or merge users: first_seen keeps the earliest, last_seen the latest; demographics are replaced
+    by known (non-NULL) values. Returns the number of distinct users written."""
+    columns = ("id", "first_seen", "last_seen", "age", "occupation", "gender")
+    return _execute_upsert(conn, USERS, aggregate(USERS, _normalise(rows, columns)))
+
+
+def _users_seen(rows: Iterable[dict], ts_column: str = "ts") -> list[dict]:
+    return [{"id": r["user_id"], "first_seen": r[ts_column], "last_seen": r[ts_column], "age": None,
+             "occupation": None, "gender": None} for r in rows]
+
+
+def ensure_movies(conn: Connection, ids: Iterable[str]) -> int:
+    """Register movie ids that are not in the catalog yet (title NULL: awaiting metadata). Existing rows
+    are left alone."""
+    spec = UpsertSpec(Movie.__table__, ("id",), {})
+    rows = [{"id": i} for i in dict.fromkeys(ids)]
+    return _execute_upsert(conn, spec, rows)
+
+
+def upsert_movies(conn: Connection, rows: Iterable[dict]) -> int:
+    """Insert or replace catalog entries. Each row has ``id`` and any of the catalog fields; the fields a
+    batch names are replaced (latest catalog wins); ``embedded_hash`` is never touched here."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    present = [f for f in MOVIE_FIELDS if any(f in r for r in rows)]
+    spec = UpsertSpec(Movie.__table__, ("id",), dict.fromkeys(present, "replace"))
+    batch = aggregate(spec, _normalise(rows, ("id", *present)))
+    return _execute_upsert(conn, spec, batch)
+
+
+def upsert_watches(conn: Connection, rows: Iterable[WatchRow]) -> int:
+    """Record watched minutes: per user and movie the furthest minute and the first and last minute's
+    time. Registers unknown users and movies. Returns the number of distinct (user, movie) pairs."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    upsert_users(conn, _users_seen(rows))
+    ensure_movies(conn, (r["movie_id"] for r in rows))
+    batch = aggregate(WATCHED, ({"user_id": r["user_id"], "movie_id": r["movie_id"], "max_minute": r["minute"],
+                                 "first_ts": r["ts"], "last_ts": r["ts"]} for r in rows))
+    return _execute_upsert(conn, WATCHED, batch)
+
+
+def upsert_ratings(conn: Connection, rows: Iterable[RatingRow]) -> int:
+    """Record ratings; the one with the latest time wins (same time: the higher rating, so that the outcome
+    never depends on arrival order). Registers unknown users and movies."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    upsert_users(conn, _users_seen(rows))
+    ensure_movies(conn, (r["movie_id"] for r in rows))
+    batch = aggregate(RATINGS, _normalise(rows, ("user_id", "movie_id", "rating", "ts")))
+    return _execute_upsert(conn, RATINGS, batch)
+
+
+def upsert_served(conn: Connection, rows: Iterable[ServedRow]) -> int:
+    """Record served recommendation lists, keyed by user and time; a repeated key keeps the first list."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    upsert_users(conn, _users_seen(rows))
+    batch = aggregate(SERVED, ({"user_id": r["user_id"], "ts": r["ts"], "server": r["server"],
+                                "status": r["status"], "latency_ms": r["latency_ms"],
+                                "movie_ids": ",".join(r["movie_ids"])} for r in rows))
+    return _execute_upsert(conn, SERVED, batch)
+
+
+def insert_rejected(conn: Connection, rows: Iterable[RejectedRow]) -> int:
+    """Store rejected lines with their reason; raw text is capped at RAW_LINE_CAP characters."""
+    table = RejectedLine.__table__
+    batch = [{"source": r["source"][:255], "source_offset": r["offset"], "raw": r["raw"][:RAW_LINE_CAP],
+              "reason": r["reason"][:64], "ts": r["ts"]} for r in rows]
+    if batch:
+        conn.execute(table.insert(), batch)
+    return len(batch)
+
+
+# ----------------------------------------------------------------------------------------------- reads
+
+
+def user_history(conn: Connection, user_id: int, limit: int = 50) -> list[HistoryItem]:
+    """The user's most recent ``limit`` movies, watched or only rated, most recent first, with the rating
+    or None. One round trip."""
+    w, r = Watched.__table__.c, Rating.__table__.c
+    watched = (select(w.movie_id.label("movie_id"), w.last_ts.label("ts"), r.rating.label("rating"))
+               .select_from(Watched.__table__.outerjoin(
+                   Rating.__table__, and_(r.user_id == w.user_id, r.movie_id == w.movie_id)))
+               .where(w.user_id == user_id))
+    rated_only = (select(r.movie_id, r.ts, r.rating)
+                  .where(r.user_id == user_id)
+                  .where(~exists().where(and_(w.user_id == r.user_id, w.movie_id == r.movie_id))))
+    both = union_all(watched, rated_only).subquery()
+    stmt = select(both.c.movie_id, both.c.ts, both.c.rating).order_by(
+        both.c.ts.desc(), both.c.movie_id).limit(limit)
+    return [HistoryItem(m, ts, rating) for m, ts, rating in conn.execute(stmt)]
+
+
+def popular_movies(conn: Connection, limit: int = 100, since: datetime | None = None) -> list[tuple[str, int]]:
+    """Movies by the number of distinct users who watched them (since ``since`` when given), most first;
+    ties by id so the list is stable."""
+    w = Watched.__table__.c
+    viewers = func.count().label("viewers")
+    stmt = select(w.movie_id, viewers).group_by(w.movie_id)
+    if since is not None:
+        stmt = stmt.where(w.last_ts >= since)
+    stmt = stmt.order_by(viewers.desc(), w.movie_id).limit(limit)
+    return [(m, int(n)) for m, n in conn.execute(stmt)]
+
+
+def count_rows(conn: Connection, table: str) -> int:
+    """Rows in one of the store's tables (for progress lines, health checks and tests)."""
+    known = {t.name: t for t in (Movie.__table__, User.__table__, Watched.__table__, Rating.__table__,
+                                 RecommendationServed.__table__, RejectedLine.__table__)}
+    if table not in known:
+        raise ValueError(f"unknown table {table!r}")
+    return int(conn.execute(select(func.count()).select_from(known[table])).scalar_one())
