@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from tests.fixtures.prometheus import REPO
+from tests.fixtures.services import require_binary
 from tests.fixtures.tools import gitlab_ci_local, run, venv_tool
 
 CI_FILE = REPO / ".gitlab-ci.yml"
@@ -72,8 +73,7 @@ def test_schema_check_rejects_a_bad_pipeline(tmp_path):
 @pytest.fixture(scope="module")
 def ci_repo(tmp_path_factory):
     """A throw-away git repository holding the pipeline (gitlab-ci-local reads git metadata)."""
-    if not shutil.which("git"):
-        pytest.skip("git is not installed")
+    require_binary("git")
     repo = tmp_path_factory.mktemp("ci-repo")
     shutil.copy(CI_FILE, repo / ".gitlab-ci.yml")
     for argv in (
