@@ -16,12 +16,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.fixtures.monitored import service_target
 from tests.fixtures.prometheus import (
     ALERT_RULES,
     ALERTMANAGER_CONFIG,
     PROMETHEUS_CONFIG,
     alertmanager_test_config,
-    contract_process,
     load_yaml,
     prometheus_test_config,
     query,
@@ -77,11 +77,9 @@ def wait_for_message(received: queue.Queue, alertname: str, timeout: float) -> d
 def test_service_down_reaches_slack(tmp_path):
     with (
         slack_receiver() as (webhook, received),
-        contract_process("service", tmp_path / "svc", lifetime=90) as (
-            port,
-            service,
-        ),
+        service_target(tmp_path / "service", lifetime=90) as service,
     ):
+        port = service.port
         url_file = tmp_path / "slack_webhook_url"
         url_file.write_text(webhook + "\n")
         am_config = alertmanager_test_config(load_yaml(ALERTMANAGER_CONFIG), str(url_file))
@@ -100,8 +98,8 @@ def test_service_down_reaches_slack(tmp_path):
                     what="first successful scrape",
                 )
                 assert received.empty(), "a healthy service must not page anyone"
-                service.terminate()
-                service.wait(timeout=10)
+                service.proc.terminate()
+                service.proc.wait(timeout=30)
                 message = wait_for_message(received, "RecommenderServiceDown", timeout=40)
 
     assert message["path"] == "/services/T000/B000/XXXX"

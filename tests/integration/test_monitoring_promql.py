@@ -32,9 +32,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # parse and evaluate, but may return no data. Documented in docs/operations.md.
 CONTAINER_METRICS = ("container_cpu_usage_seconds_total", "container_memory_working_set_bytes")
 
-COMPARISON = re.compile(
-    r"^(?P<lhs>.*\S)\s*(?P<op>==|!=|>=|<=|>|<)\s*(?P<threshold>[0-9][0-9.eE+-]*)\s*$", re.DOTALL
-)
+COMPARISON = re.compile(r"^(?P<lhs>.*\S)\s*(?P<op>==|!=|>=|<=|>|<)\s*(?P<threshold>[0-9][0-9.eE+-]*)\s*$", re.DOTALL)
 
 
 def bool_form(expr: str) -> str:
@@ -57,12 +55,7 @@ def dashboard_expressions() -> list[tuple[str, str]]:
 def alert_expressions() -> list[tuple[str, str]]:
     """(alert name, expr) for every alert rule."""
     rules = load_yaml(ALERT_RULES)
-    return [
-        (rule["alert"], rule["expr"])
-        for group in rules["groups"]
-        for rule in group["rules"]
-        if "alert" in rule
-    ]
+    return [(rule["alert"], rule["expr"]) for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
 
 
 def test_bool_form_rewrites_the_last_comparison_only():
@@ -84,18 +77,18 @@ def _traffic(port: int, stop: threading.Event) -> None:
         stop.wait(0.01)
 
 
-def test_every_dashboard_and_alert_expression_evaluates_with_data(contract_targets, tmp_path):
+def test_every_dashboard_and_alert_expression_evaluates_with_data(monitored_targets, tmp_path):
     config = prometheus_test_config(
         load_yaml(PROMETHEUS_CONFIG),
         {
-            "service": [f"127.0.0.1:{contract_targets['service']}"],
-            "parser": [f"127.0.0.1:{contract_targets['parser']}"],
+            "service": [f"127.0.0.1:{monitored_targets['service'].port}"],
+            "parser": [f"127.0.0.1:{monitored_targets['parser'].port}"],
         },
         rule_file="alerts.yml",
         alertmanager=None,
     )
     stop = threading.Event()
-    sender = threading.Thread(target=_traffic, args=(contract_targets["service"], stop), daemon=True)
+    sender = threading.Thread(target=_traffic, args=(monitored_targets["service"].port, stop), daemon=True)
     with run_prometheus(config, tmp_path / "prometheus", rules=load_yaml(ALERT_RULES)) as prom:
         sender.start()
         try:
@@ -122,11 +115,11 @@ def test_every_dashboard_and_alert_expression_evaluates_with_data(contract_targe
     assert not failures, "\n".join(failures)
 
 
-def test_a_broken_expression_is_reported(contract_targets, tmp_path):
+def test_a_broken_expression_is_reported(monitored_targets, tmp_path):
     """The check above can fail: a typo'd expression comes back as an error, an unknown metric as no data."""
     config = prometheus_test_config(
         load_yaml(PROMETHEUS_CONFIG),
-        {"parser": [f"127.0.0.1:{contract_targets['parser']}"]},
+        {"parser": [f"127.0.0.1:{monitored_targets['parser'].port}"]},
         rule_file="alerts.yml",
         alertmanager=None,
     )
