@@ -80,13 +80,14 @@ def test_bool_form_rewrites_the_last_comparison_only():
 
 
 def _traffic(port: int, stop: threading.Event) -> None:
-    """Requests to the service until stopped (bounded: at most 5,000)."""
+    """Requests to the service until stopped (bounded: at most 5,000), cycling over user ids 0..199."""
     for i in range(5000):
         if stop.is_set():
             return
-        user = "not-a-number" if i % 50 == 0 else str(i)
-        with contextlib.suppress(urllib.error.HTTPError):  # 400 for the invalid id is part of the traffic
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/recommend/{user}", timeout=2).read()
+        user = "not-a-number" if i % 50 == 0 else str(i % 200)  # ids recur: cache hits as well as misses
+        # A 400 for the invalid id is part of the traffic; a slow or refused answer must not end the loop.
+        with contextlib.suppress(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/recommend/{user}", timeout=10).read()
         stop.wait(0.01)
 
 
