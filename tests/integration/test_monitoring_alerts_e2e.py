@@ -2,7 +2,8 @@
 
 The service process is killed; Prometheus (committed rules, `for:` shortened) fires
 RecommenderServiceDown; Alertmanager (committed routes, Slack URL file pointing at a local receiver,
-timings shortened) posts a Slack-formatted JSON message, which the test reads.
+timings shortened) posts a Slack-formatted JSON message, which the test reads. Then, with the service
+still down, its latency alert is inhibited while an unrelated parser alert still reaches Slack.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +25,7 @@ from tests.fixtures.prometheus import (
     ALERTMANAGER_CONFIG,
     PROMETHEUS_CONFIG,
     alertmanager_test_config,
+    http_get,
     load_yaml,
     prometheus_test_config,
     query,
@@ -74,7 +78,41 @@ def wait_for_message(received: queue.Queue, alertname: str, timeout: float) -> d
         raise AssertionError(f"no Slack message about {alertname} within {timeout} s; got {seen}") from None
 
 
-def test_service_down_reaches_slack(tmp_path):
+def post_alerts(alertmanager: str, alerts: list[tuple[str, str]]) -> None:
+    """Send alerts (name, service) straight to Alertmanager's API, as Prometheus would."""
+    body = [
+        {
+            "labels": {"alertname": name, "service": service, "severity": "warning"},
+            "annotations": {"summary": f"{name} (test)", "description": "posted by the test"},
+        }
+        for name, service in alerts
+    ]
+    request = urllib.request.Request(
+        f"{alertmanager}/api/v2/alerts",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200
+
+
+def alert_status(alertmanager: str, alertname: str) -> dict:
+    """Alertmanager's status of one alert: state (active, suppressed) and what inhibits or silences it."""
+    query_string = urllib.parse.urlencode({"filter": f'alertname="{alertname}"'})
+    [alert] = json.loads(http_get(f"{alertmanager}/api/v2/alerts?{query_string}"))
+    return alert["status"]
+
+
+def drain(received: queue.Queue) -> list:
+    """Every payload still queued."""
+    payloads = []
+    while not received.empty():
+        payloads.append(json.loads(received.get_nowait()[2]))
+    return payloads
+
+
+def test_service_down_reaches_slack_and_inhibits_latency(tmp_path):
     with (
         slack_receiver() as (webhook, received),
         service_target(tmp_path / "service", lifetime=90) as service,
@@ -101,6 +139,13 @@ def test_service_down_reaches_slack(tmp_path):
                 service.proc.terminate()
                 service.proc.wait(timeout=30)
                 message = wait_for_message(received, "RecommenderServiceDown", timeout=40)
+                # While the service is down its latency alert is inhibited; a parser alert is not.
+                post_alerts(am, [("RecommenderLatencyHigh", "recommender"), ("ParserRejectedLinesHigh", "parser")])
+                wait_for_message(received, "ParserRejectedLinesHigh", timeout=20)
+                latency = alert_status(am, "RecommenderLatencyHigh")
+                assert latency["state"] == "suppressed" and latency["inhibitedBy"], latency
+                assert alert_status(am, "ParserRejectedLinesHigh")["state"] == "active"
+                assert "RecommenderLatencyHigh" not in json.dumps(drain(received))
 
     assert message["path"] == "/services/T000/B000/XXXX"
     assert message["content_type"] == "application/json"
