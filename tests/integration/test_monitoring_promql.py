@@ -110,7 +110,7 @@ def test_every_dashboard_and_alert_expression_evaluates_with_data(monitored_targ
             for probe in (
                 "sum(rate(flask_http_request_total[5m])) > 0",
                 "sum(rate(parser_rejected_total[5m])) > 0",
-                "sum(rate(neighbour_cache_misses_total[5m])) > 0",
+                "sum(rate(neighbour_cache_hits_total[5m])) + sum(rate(neighbour_cache_misses_total[5m])) > 0",
             ):
                 wait_for(lambda p=probe: bool(query(prom, p)["data"]["result"]), timeout=30, what=probe)
             checks = [(f"panel {title!r}", expr) for title, expr in dashboard_expressions()]
