@@ -11,12 +11,13 @@ SQLite and PostgreSQL use ``INSERT ... ON CONFLICT``; SQL Server (Azure SQL) use
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NotRequired, TypedDict
 
-from sqlalchemy import Connection, Table, and_, exists, func, or_, select, text, union_all
+from sqlalchemy import Connection, Table, and_, bindparam, exists, func, or_, select, text, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -320,10 +321,12 @@ def insert_rejected(conn: Connection, rows: Iterable[RejectedRow]) -> int:
 # ----------------------------------------------------------------------------------------------- reads
 
 
-def user_history(conn: Connection, user_id: int, limit: int = 50) -> list[HistoryItem]:
-    """The user's most recent ``limit`` movies, watched or only rated, most recent first, with the rating
-    or None. One round trip."""
+@functools.cache
+def _user_history_statement() -> Any:
+    """The history query, built once with bound parameters: building the statement per call cost the
+    service about 0.6 ms a request (the SQL itself runs in about 0.03 ms on SQLite)."""
     w, r = Watched.__table__.c, Rating.__table__.c
+    user_id = bindparam("user_id")
     watched = (select(w.movie_id.label("movie_id"), w.last_ts.label("ts"), r.rating.label("rating"))
                .select_from(Watched.__table__.outerjoin(
                    Rating.__table__, and_(r.user_id == w.user_id, r.movie_id == w.movie_id)))
@@ -332,9 +335,15 @@ def user_history(conn: Connection, user_id: int, limit: int = 50) -> list[Histor
                   .where(r.user_id == user_id)
                   .where(~exists().where(and_(w.user_id == r.user_id, w.movie_id == r.movie_id))))
     both = union_all(watched, rated_only).subquery()
-    stmt = select(both.c.movie_id, both.c.ts, both.c.rating).order_by(
-        both.c.ts.desc(), both.c.movie_id).limit(limit)
-    return [HistoryItem(m, ts, rating) for m, ts, rating in conn.execute(stmt)]
+    return select(both.c.movie_id, both.c.ts, both.c.rating).order_by(
+        both.c.ts.desc(), both.c.movie_id).limit(bindparam("limit"))
+
+
+def user_history(conn: Connection, user_id: int, limit: int = 50) -> list[HistoryItem]:
+    """The user's most recent ``limit`` movies, watched or only rated, most recent first, with the rating
+    or None. One round trip."""
+    rows = conn.execute(_user_history_statement(), {"user_id": user_id, "limit": limit})
+    return [HistoryItem(m, ts, rating) for m, ts, rating in rows]
 
 
 def popular_movies(conn: Connection, limit: int = 100, since: datetime | None = None) -> list[tuple[str, int]]:
@@ -356,3 +365,43 @@ def count_rows(conn: Connection, table: str) -> int:
     if table not in known:
         raise ValueError(f"unknown table {table!r}")
     return int(conn.execute(select(func.count()).select_from(known[table])).scalar_one())
+
+
+# ------------------------------------------------------------------------------- stream batches (parser)
+
+
+class WatchedRow(TypedDict):
+    user_id: int
+    movie_id: str
+    max_minute: int
+    first_ts: datetime
+    last_ts: datetime
+
+
+def upsert_stream_batch(
+    conn: Connection,
+    *,
+    users: Sequence[UserRow] = (),
+    movie_ids: Sequence[str] = (),
+    watched: Sequence[WatchedRow] = (),
+    ratings: Sequence[RatingRow] = (),
+    served: Sequence[ServedRow] = (),
+) -> None:
+    """Apply one pre-aggregated batch of stream events: one statement per table, parents first.
+
+    The parser's fast path. Each sequence must already hold one row per key, folded with the same rules as
+    the single upserts (users first/last seen; watched max minute and first/last time; the latest rating,
+    the higher on equal times; the first served list per user and time), and ``users``/``movie_ids`` must
+    name every user and movie the other rows refer to. The effect equals ``upsert_watches``,
+    ``upsert_ratings`` and ``upsert_served`` on the unaggregated rows."""
+    if users:
+        _execute_upsert(conn, USERS, [{"id": u["id"], "first_seen": u["first_seen"],
+                                       "last_seen": u["last_seen"]} for u in users])
+    if movie_ids:
+        _execute_upsert(conn, UpsertSpec(Movie.__table__, ("id",), {}), [{"id": m} for m in movie_ids])
+    if watched:
+        _execute_upsert(conn, WATCHED, list(watched))
+    if ratings:
+        _execute_upsert(conn, RATINGS, list(ratings))
+    if served:
+        _execute_upsert(conn, SERVED, [{**s, "movie_ids": ",".join(s["movie_ids"])} for s in served])

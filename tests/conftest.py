@@ -6,6 +6,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
+from tests.fixtures.kafka import kafka_bootstrap  # noqa: F401
 from tests.fixtures.monitored import monitored_targets  # noqa: F401
 from tests.fixtures.postgres import postgres_url  # noqa: F401
 from tests.fixtures.stores import store_engine  # noqa: F401

@@ -1,0 +1,147 @@
+"""Flask app factory (flaskr style): `create_app(test_config=None)`.
+
+The app owns one `Recommender` (the shell around `rank`), the metrics, JSON access logs with a request
+id, and error handlers that turn every error into one plain sentence: no stack trace and no 500 ever
+reaches a caller. Dependencies open lazily in the serving process, so gunicorn may fork safely.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from inference.config import ServiceSettings
+from inference.logs import request_id, setup_logging
+from inference.metrics import init_metrics
+from inference.routes import bp, plain
+from inference.service import Recommender
+from inference.sources import SqlHistorySource, open_vector_store
+
+access_log = logging.getLogger("inference.access")
+log = logging.getLogger("inference.app")
+
+SENTENCES = {
+    400: "The request is malformed.",
+    404: "No such endpoint; /openapi.json lists the ones this service offers.",
+    413: "The request body is too large.",
+    415: "The request body must be JSON.",
+}
+
+
+def build_revision() -> str:
+    """GIT_SHA from the environment (set at image build), else `git rev-parse HEAD`, else 'unknown'."""
+    sha = os.environ.get("GIT_SHA", "").strip()
+    if sha:
+        return sha
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=2,
+                             cwd=os.path.dirname(os.path.abspath(__file__)), check=True)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _ready_probe(rec: Recommender, cache_seconds: float) -> Callable[[], dict[str, Any]]:
+    """/ready's probe, run at most every `cache_seconds`; it also sets the recommender_ready gauge."""
+    lock = threading.Lock()
+    last: dict[str, Any] = {}
+
+    def probe() -> dict[str, Any]:
+        with lock:
+            now = time.monotonic()
+            if last and now - last["at"] < cache_seconds:
+                return last["doc"]
+            doc = rec.probe()
+            rec.set_ready(doc["status"] == "ready")
+            last.update(at=now, doc=doc)
+            return doc
+
+    return probe
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the service. test_config may set SETTINGS (ServiceSettings), HISTORY_SOURCE (a
+    HistorySource), VECTORS_FACTORY (a callable returning a VectorSource), DATABASE_URL and WARM
+    (default True: load the popular list and open the vectors now; gunicorn imports the app in each
+    worker after the fork, so this runs in the worker)."""
+    setup_logging()
+    app = Flask(__name__)
+    app.config.from_mapping(
+        SETTINGS=None, HISTORY_SOURCE=None, VECTORS_FACTORY=None, DATABASE_URL=None,
+        MAX_CONTENT_LENGTH=1024 * 1024, REVISION=None, WARM=True,
+    )
+    if test_config is not None:
+        app.config.update(test_config)
+    settings: ServiceSettings = app.config["SETTINGS"] or ServiceSettings.from_env()
+    app.config["SETTINGS"] = settings
+    app.config["REVISION"] = app.config["REVISION"] or build_revision()
+
+    metrics = init_metrics(app)
+    history = app.config["HISTORY_SOURCE"] or SqlHistorySource(app.config["DATABASE_URL"])
+    vectors_factory = app.config["VECTORS_FACTORY"] or open_vector_store
+    rec = Recommender(settings, history, vectors_factory, metrics)
+    app.extensions["recommender"] = rec
+    if app.config["WARM"]:
+        rec.warm()
+    app.extensions["ready_probe"] = _ready_probe(rec, settings.ready_cache_seconds)
+    if app.config["WARM"]:
+        app.extensions["ready_probe"]()  # sets recommender_ready from the start
+    app.register_blueprint(bp)
+    _register_hooks(app, settings)
+    _register_errors(app)
+    return app
+
+
+def _register_hooks(app: Flask, settings: ServiceSettings) -> None:
+    @app.before_request
+    def start() -> None:
+        g.started = time.perf_counter()
+        g.request_id = request_id(request.headers.get("X-Request-ID"))
+
+    @app.after_request
+    def finish(response: Response) -> Response:
+        rid = g.get("request_id") or request_id(None)
+        response.headers["X-Request-ID"] = rid
+        if settings.access_log:
+            extra = {
+                "request_id": rid,
+                "method": request.method,
+                "path": request.path[:200],
+                "status": response.status_code,
+                "latency_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 3),
+                "remote": request.remote_addr,
+            }
+            if g.get("fallback_reason"):
+                extra["fallback"] = g.fallback_reason
+            access_log.info("request", extra=extra)
+        return response
+
+
+def _register_errors(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        code = exc.code or 400
+        if code == 405:
+            text = f"This endpoint does not accept {request.method}."
+        else:
+            text = SENTENCES.get(code) or f"{exc.name}."
+        response = plain(text, code)
+        for name in ("Allow", "Retry-After"):
+            value = exc.get_response().headers.get(name)
+            if value:
+                response.headers[name] = value
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error",
+                      extra={"request_id": g.get("request_id"), "path": request.path[:200]})
+        return plain("The service could not answer this request; please retry.", 503)

@@ -1,0 +1,84 @@
+"""Prometheus metrics of the service, with exactly the names of the project's metric contract.
+
+HTTP metrics come from prometheus-flask-exporter (`flask_http_request_duration_seconds` labelled
+method/path/status, where path is the route template so user ids never become labels, and
+`flask_http_request_total` labelled method/status). Under gunicorn with PROMETHEUS_MULTIPROC_DIR set,
+every worker writes its samples to that directory and /metrics aggregates them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from flask import Flask, Request
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_flask_exporter import PrometheusMetrics
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+def multiprocess_dir() -> str | None:
+    """The PROMETHEUS_MULTIPROC_DIR when it is set and exists, else None."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return path if path and os.path.isdir(path) else None
+
+
+def path(req: Request) -> str:
+    """The route template ('/recommend/<user_id>'), so the path label stays bounded."""
+    return req.url_rule.rule if req.url_rule is not None else "<unmatched>"
+
+
+@dataclass
+class ServiceMetrics:
+    """The custom metrics, registered in one registry per app (tests build many apps)."""
+
+    registry: CollectorRegistry
+    latency: Histogram
+    fallback: Counter
+    cold_start: Counter
+    requests: Counter
+    cache_hits: Counter
+    cache_misses: Counter
+    ready: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> ServiceMetrics:
+        return cls(
+            registry=registry,
+            latency=Histogram("recommend_latency_seconds", "Time to handle one recommendation",
+                              buckets=LATENCY_BUCKETS, registry=registry),
+            fallback=Counter("recommend_fallback_total",
+                             "Answers served from the in-memory popular list because a dependency failed",
+                             ["reason"], registry=registry),
+            cold_start=Counter("recommend_cold_start_total", "Recommendations for users with no history",
+                               registry=registry),
+            requests=Counter("recommend_requests_total", "Recommendation requests by kind", ["kind"],
+                             registry=registry),
+            cache_hits=Counter("neighbour_cache_hits_total", "Neighbour lists found in the cache",
+                               registry=registry),
+            cache_misses=Counter("neighbour_cache_misses_total", "Neighbour lists fetched from the vectors",
+                                 registry=registry),
+            ready=Gauge("recommender_ready", "1 when the store, vectors and caches are usable",
+                        registry=registry, multiprocess_mode="livemin"),
+        )
+
+
+def init_metrics(app: Flask) -> ServiceMetrics:
+    """Attach the exporter (multiprocess-aware) and the custom metrics to the app; /metrics serves them."""
+    registry = CollectorRegistry()
+    options = {"registry": registry, "group_by": path, "default_latency_as_histogram": True,
+               "buckets": LATENCY_BUCKETS}
+    if multiprocess_dir():
+        from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+
+        exporter: PrometheusMetrics = GunicornInternalPrometheusMetrics(app, **options)
+    else:
+        exporter = PrometheusMetrics(app, **options)
+    app.extensions["prometheus_exporter"] = exporter
+    metrics = ServiceMetrics.create(registry)
+    for kind in ("personalized", "cold_start", "fallback", "invalid"):
+        metrics.requests.labels(kind=kind)
+    for reason in ("sql", "vectors", "timeout", "error"):
+        metrics.fallback.labels(reason=reason)
+    return metrics

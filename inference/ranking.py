@@ -1,0 +1,127 @@
+"""The ranking: a pure function over plain data (no SQL, ChromaDB, Flask or clock in here).
+
+Semantics of `rank(history, neighbours, popularity, config)`:
+
+* history: the user's most recent watched or rated movies, most recent first, as (movie_id, rating|None).
+  A movie listed twice counts once, at its most recent position. An unrated watch counts as
+  `config.unrated_rating` (3).
+* affinity(c) = sum over history movies h that list c among their neighbours of
+  weight(rating(h)) * recency_decay**position(h) * similarity(h, c). Ratings of 4-5 raise, 3 is mild,
+  2 or less gives a negative weight: a candidate whose affinity is negative is pushed away and never
+  recommended, not even from the popular list, so a poorly rated movie's neighbours are not
+  recommended because of it.
+* score(c) = affinity(c) + popularity_weight * popularity_norm(c), popularity_norm in [0, 1]
+  (log-scaled viewer counts divided by the largest, or 1 - rank/len for a bare ordered list).
+* Candidates are the neighbours with positive affinity plus the popular movies (affinity 0), so the
+  list is filled to `n_results` from the popular ones; a user with no history gets the popular list.
+* Seen movies are excluded. Ties break by popularity, then by movie id, so the answer is deterministic
+  (and the popular order survives a popularity_weight of 0).
+* Each scored movie names the history movie that contributed most to it ("because you watched X"),
+  or None when it comes from popularity alone.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from inference.config import RankConfig
+
+History = Sequence[tuple[str, float | None]]
+Neighbours = Mapping[str, Sequence[tuple[str, float]]]
+Popularity = Mapping[str, float] | Sequence[str] | Sequence[tuple[str, float]]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One recommended movie: its id, its score and the history movie it is mostly due to."""
+
+    movie_id: str
+    score: float
+    because: str | None = None
+
+
+class NormalizedPopularity(dict[str, float]):
+    """Movie id -> popularity in [0, 1], ordered most popular first (ties by id). `rank` uses it as it
+    is, so a caller may normalize a popular list once and rank many users against it."""
+
+
+def normalize_popularity(popularity: Popularity) -> NormalizedPopularity:
+    """Map movie id -> popularity in [0, 1], most popular first.
+
+    Counts (a mapping or (id, count) pairs) are log-scaled: log1p(count) / log1p(max count), so a
+    blockbuster does not drown the similarity scores. A bare ordered list of ids (most popular first)
+    gets 1 - rank/len. An already normalized mapping is returned unchanged.
+    """
+    if isinstance(popularity, NormalizedPopularity):
+        return popularity
+    if isinstance(popularity, Mapping):
+        pairs = [(str(k), float(v)) for k, v in popularity.items()]
+    else:
+        items = list(popularity)
+        if items and isinstance(items[0], str):
+            n = len(items)
+            ordered: dict[str, float] = {}
+            for i, movie_id in enumerate(items):
+                ordered.setdefault(movie_id, 1.0 - i / n)  # type: ignore[arg-type]
+            return NormalizedPopularity(ordered)
+        pairs = [(str(k), float(v)) for k, v in items]  # type: ignore[misc]
+    top = max((v for _, v in pairs), default=0.0)
+    scale = math.log1p(top) if top > 0 else 0.0
+    values: dict[str, float] = {}
+    for k, v in pairs:
+        values.setdefault(k, math.log1p(max(v, 0.0)) / scale if scale else 0.0)
+    return NormalizedPopularity(sorted(values.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def rank(
+    history: History, neighbours: Neighbours, popularity: Popularity, config: RankConfig
+) -> list[Scored]:
+    """Up to `config.n_results` unseen movies, best first (see the module docstring for the formula)."""
+    seen: dict[str, float | None] = {}
+    for movie_id, rating in history:
+        seen.setdefault(movie_id, rating)
+
+    affinity: dict[str, float] = {}
+    reason: dict[str, tuple[float, str]] = {}
+    for position, (source, rating) in enumerate(seen.items()):
+        weight = config.weight_of(rating) * config.recency_decay**position
+        if weight == 0:
+            continue
+        for candidate, similarity in neighbours.get(source, ()):
+            if candidate in seen or similarity < config.min_similarity:
+                continue
+            contribution = weight * similarity
+            affinity[candidate] = affinity.get(candidate, 0.0) + contribution
+            best = reason.get(candidate)
+            if contribution > 0 and (
+                best is None or contribution > best[0] or (contribution == best[0] and source < best[1])
+            ):
+                reason[candidate] = (contribution, source)
+
+    pop = normalize_popularity(popularity)
+    scores: dict[str, float] = {}
+    for candidate, value in affinity.items():
+        if value > 0:
+            scores[candidate] = value + config.popularity_weight * pop.get(candidate, 0.0)
+    # Popular movies in order: only the first n_results eligible ones can make the list (a later one
+    # has no higher score), so the scan stops there.
+    taken = 0
+    for candidate, value in pop.items():
+        if candidate in seen or affinity.get(candidate, 0.0) < 0:
+            continue
+        if candidate not in scores:
+            scores[candidate] = config.popularity_weight * value
+        taken += 1
+        if taken >= config.n_results and config.popularity_weight >= 0:
+            break
+
+    best_ids = heapq.nsmallest(
+        config.n_results, scores.items(), key=lambda kv: (-kv[1], -pop.get(kv[0], 0.0), kv[0])
+    )
+    return [
+        Scored(movie_id, score, reason[movie_id][1] if movie_id in reason else None)
+        for movie_id, score in best_ids
+    ]

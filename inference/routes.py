@@ -1,0 +1,168 @@
+"""HTTP endpoints (one blueprint). Handlers translate HTTP to `Recommender` calls and back, nothing more."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from inference.openapi import spec
+from inference.service import Outcome, Recommender
+from inference.validation import (
+    InvalidInput,
+    parse_format,
+    parse_k,
+    parse_movie_id,
+    parse_user_id,
+    parse_user_ids,
+)
+
+bp = Blueprint("recommend", __name__)
+log = logging.getLogger("inference.service")
+
+
+def recommender() -> Recommender:
+    return current_app.extensions["recommender"]
+
+
+def plain(text: str, status: int = 200) -> Response:
+    """A text/plain answer."""
+    return Response(text, status=status, mimetype="text/plain")
+
+
+def invalid(exc: InvalidInput) -> Response:
+    recommender().metrics.requests.labels(kind="invalid").inc()
+    return plain(str(exc), 400)
+
+
+def _answer(rec: Recommender, user_id: int) -> Outcome:
+    """The outcome for one user; an unexpected failure still answers with the popular list."""
+    try:
+        return rec.recommend(user_id)
+    except Exception:  # the caller gets popular movies, the log gets the trace
+        log.exception("recommendation failed", extra={"user_id": user_id, "request_id": g.get("request_id")})
+        return rec.fallback_answer("error")
+
+
+def _observe(rec: Recommender, outcome: Outcome) -> None:
+    rec.metrics.requests.labels(kind=outcome.kind).inc()
+    if outcome.kind == "fallback":
+        g.fallback_reason = outcome.fallback_reason
+
+
+@bp.get("/recommend/<user_id>")
+def recommend(user_id: str) -> Response:
+    """Up to 20 movie ids, best first, none watched: one comma-separated text line (or JSON)."""
+    rec = recommender()
+    started = time.perf_counter()
+    try:
+        uid = parse_user_id(user_id)
+        fmt = parse_format(request.args.get("format"))
+    except InvalidInput as exc:
+        return invalid(exc)
+    outcome = _answer(rec, uid)
+    _observe(rec, outcome)
+    if fmt == "json":
+        body = jsonify({
+            "user_id": uid,
+            "kind": outcome.kind,
+            "ids": [s.movie_id for s in outcome.items],
+            "items": [{"id": s.movie_id, "score": round(s.score, 6), "because": s.because}
+                      for s in outcome.items],
+        })
+    else:
+        body = plain(",".join(s.movie_id for s in outcome.items))
+    rec.metrics.latency.observe(time.perf_counter() - started)
+    return body
+
+
+@bp.post("/recommend")
+def recommend_many() -> Response:
+    """Recommendations for up to 1,000 users at once: {"user_ids": [...]} -> {"<id>": [ids...]}."""
+    rec = recommender()
+    started = time.perf_counter()
+    body = request.get_json(silent=True)
+    try:
+        user_ids = parse_user_ids(body, rec.settings.batch_max_users)
+    except InvalidInput as exc:
+        return invalid(exc)
+    try:
+        outcomes = rec.recommend_many(user_ids)
+    except Exception:
+        log.exception("batch recommendation failed", extra={"request_id": g.get("request_id")})
+        fallback = rec.fallback_answer("error")
+        outcomes = {uid: fallback for uid in user_ids}
+    for outcome in outcomes.values():
+        _observe(rec, outcome)
+    rec.metrics.latency.observe(time.perf_counter() - started)
+    return jsonify({str(uid): [s.movie_id for s in outcome.items] for uid, outcome in outcomes.items()})
+
+
+@bp.get("/similar/<movie_id>")
+def similar(movie_id: str) -> Response:
+    """The nearest movies of one movie by stored vectors."""
+    rec = recommender()
+    try:
+        mid = parse_movie_id(movie_id)
+        k = parse_k(request.args.get("k"), rec.settings.rank.n_results)
+        fmt = parse_format(request.args.get("format"))
+    except InvalidInput as exc:
+        return plain(str(exc), 400)
+    try:
+        found = rec.similar(mid, k)
+    except Exception as exc:
+        log.warning("similar failed", extra={"movie_id": mid, "error": str(exc)[:300]})
+        return plain("The vector store is unavailable right now; please retry.", 503)
+    if found is None:
+        return plain(f"Movie {mid} has no stored vector.", 404)
+    if fmt == "json":
+        return jsonify({"movie_id": mid, "ids": [n for n, _ in found],
+                        "items": [{"id": n, "similarity": round(s, 6)} for n, s in found]})
+    return plain(",".join(n for n, _ in found))
+
+
+@bp.get("/health")
+def health() -> Response:
+    """Liveness: the process answers."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/ready")
+def ready() -> Response:
+    """Readiness: the store, the vectors and the caches are usable, else 503 with the reason."""
+    doc = current_app.extensions["ready_probe"]()
+    return _json(doc, 200 if doc["status"] == "ready" else 503)
+
+
+@bp.get("/model/info")
+def model_info() -> Response:
+    """What is served: encoder, collection version, catalog size, config, build revision."""
+    rec = recommender()
+    version: Any = None
+    size: int | None = None
+    try:
+        store = rec.vectors()
+        version, size = store.version, int(store.count())
+    except Exception as exc:
+        log.warning("model info without vectors", extra={"error": str(exc)[:300]})
+    return jsonify({
+        "encoder": rec.settings.encoder_name,
+        "collection_version": None if version is None else str(version),
+        "catalog_size": size,
+        "config": rec.settings.as_dict(),
+        "revision": current_app.config["REVISION"],
+    })
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3 description of every endpoint."""
+    return jsonify(spec())
+
+
+def _json(doc: dict[str, Any], status: int) -> Response:
+    response = jsonify(doc)
+    response.status_code = status
+    return response

@@ -1,0 +1,285 @@
+"""The imperative shell around `rank`: one SQL round trip for the history, cached neighbour lists,
+missing ones fetched in one batched vector query, and the in-memory popular list when anything fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from inference.cache import NeighbourCache, NeighbourList, PopularCache
+from inference.config import ServiceSettings
+from inference.metrics import ServiceMetrics
+from inference.ranking import NormalizedPopularity, Scored, normalize_popularity, rank
+from inference.sources import HistorySource, VectorSource
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A recommendation and how it was made: kind is personalized, cold_start or fallback."""
+
+    items: list[Scored]
+    kind: str
+    fallback_reason: str | None = None
+
+
+@dataclass
+class DependencyState:
+    """The last thing seen of one dependency, for /ready."""
+
+    ok: bool = True
+    error: str | None = None
+    at: float = field(default_factory=time.time)
+
+
+def classify(exc: BaseException, default: str) -> str:
+    """The fallback reason of an exception: timeout when it says so, else the dependency's name."""
+    text = f"{type(exc).__name__} {exc}".lower()
+    return "timeout" if "timeout" in text or "timed out" in text else default
+
+
+log = logging.getLogger("inference.service")
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+
+
+class Recommender:
+    """Answers recommendations for user ids; never raises for a dependency failure."""
+
+    def __init__(self, settings: ServiceSettings, history: HistorySource,
+                 vectors_factory: Callable[[], VectorSource], metrics: ServiceMetrics,
+                 clock: Callable[[], float] = time.monotonic):
+        self.settings = settings
+        self.history_source = history
+        self._vectors_factory = vectors_factory
+        self._vectors: VectorSource | None = None
+        self._vectors_failed_at: float | None = None
+        self._vectors_lock = threading.Lock()
+        self.metrics = metrics
+        self._clock = clock
+        self.neighbour_cache = NeighbourCache(settings.neighbour_cache_size, settings.version_check_seconds,
+                                              clock=clock)
+        self.popular_cache = PopularCache(settings.popular_ttl_seconds, clock=clock,
+                                          snapshot_path=settings.popular_snapshot or None)
+        self.warming = False
+        self.warm_thread: threading.Thread | None = None
+        self._ready: bool | None = None
+        self._popular_normalized: tuple[list[tuple[str, int]], NormalizedPopularity] | None = None
+        self.state: dict[str, DependencyState] = {"sql": DependencyState(), "vectors": DependencyState()}
+
+    # -- dependencies -------------------------------------------------------------------------------
+    def _mark(self, name: str, exc: BaseException | None) -> None:
+        """Record what a request saw of a dependency; keep `recommender_ready` in step with it."""
+        previous = self.state[name]
+        if exc is None and previous.ok:
+            return
+        self.state[name] = DependencyState(ok=exc is None, error=None if exc is None else _describe(exc))
+        self.set_ready(all(s.ok for s in self.state.values()) and bool(self.popular_cache.items))
+
+    def set_ready(self, ready: bool) -> None:
+        """Set the recommender_ready gauge (written only when it changes)."""
+        if ready != self._ready:
+            self._ready = ready
+            self.metrics.ready.set(1 if ready else 0)
+
+    def vectors(self) -> VectorSource:
+        """The vector store, opened on first use in this process; reopened at most every few seconds."""
+        if self._vectors is not None:
+            return self._vectors
+        with self._vectors_lock:
+            if self._vectors is None:
+                now = self._clock()
+                if self._vectors_failed_at is not None and now - self._vectors_failed_at < 2.0:
+                    raise ConnectionError("the vector store could not be opened a moment ago")
+                try:
+                    self._vectors = self._vectors_factory()
+                except Exception:
+                    self._vectors_failed_at = now
+                    raise
+        return self._vectors
+
+    def popular(self) -> NormalizedPopularity:
+        """The cached popular list, normalized once per list; a failing reload keeps the last good one
+        (possibly empty)."""
+        try:
+            items = self.popular_cache.get(lambda: self.history_source.popular(self.settings.popular_size))
+        except Exception as exc:  # any store failure means: serve what we hold
+            self._mark("sql", exc)
+            items = self.popular_cache.items
+        cached = self._popular_normalized
+        if cached is None or cached[0] is not items:
+            cached = self._popular_normalized = (items, normalize_popularity(items))
+        return cached[1]
+
+    def neighbours(self, movie_ids: Sequence[str]) -> dict[str, NeighbourList]:
+        """Neighbour lists of the ids: cached ones, plus the missing ones in one batched query."""
+        store = self.vectors()
+        if self.neighbour_cache.check_version(lambda: store.version):
+            pass  # dropped: the collection changed
+        found, missing = self.neighbour_cache.get_many(movie_ids)
+        self.metrics.cache_hits.inc(len(found))
+        if missing:
+            self.metrics.cache_misses.inc(len(missing))
+            found.update(self._fetch(store, missing))
+        return found
+
+    def _fetch(self, store: VectorSource, movie_ids: list[str]) -> dict[str, NeighbourList]:
+        """One batched neighbour query for these ids, stored in the cache."""
+        fetched = store.neighbours(movie_ids, self.settings.neighbours_k)
+        fresh = {m: NeighbourList((n, s) for n, s in fetched.get(m, []) if n != m) for m in movie_ids}
+        self.neighbour_cache.put_many(fresh)
+        return fresh
+
+    def warm(self, background: bool = True) -> threading.Thread | None:
+        """At worker start: load the popular list and open the vector store now (a dependency that
+        dies later leaves a list in memory), then fetch the neighbour lists of the most watched movies
+        in a background thread (or here when `background` is False), so requests soon stop paying for
+        cache misses. Returns the thread, if one was started."""
+        self.popular()
+        try:
+            store = self.vectors()
+            self.neighbour_cache.check_version(lambda: store.version)
+        except Exception:  # requests fall back and retry; nothing to warm now
+            return None
+        if self.settings.warm_neighbours <= 0:
+            return None
+        if not background:
+            self.warm_neighbours()
+            return None
+        thread = threading.Thread(target=self.warm_neighbours, name="neighbour-warm-up", daemon=True)
+        thread.start()
+        self.warm_thread = thread
+        return thread
+
+    def warm_neighbours(self) -> int:
+        """Fetch the neighbour lists of the most watched movies not cached yet, in batches, within
+        `warm_seconds`; returns how many lists were fetched. Failures end the warm-up quietly."""
+        started = self._clock()
+        fetched = 0
+        count = min(self.settings.warm_neighbours, self.neighbour_cache.max_size)
+        self.warming = True
+        try:
+            ids = [m for m, _ in self.history_source.popular(count)]
+            for start in range(0, len(ids), 200):
+                if self._clock() - started > self.settings.warm_seconds:
+                    break
+                _, missing = self.neighbour_cache.get_many(ids[start:start + 200])
+                if missing:
+                    fetched += len(self._fetch(self.vectors(), missing))
+            log.info("neighbour warm-up done",
+                     extra={"fetched": fetched, "seconds": round(self._clock() - started, 3)})
+        except Exception as exc:
+            log.info("neighbour warm-up stopped", extra={"error": _describe(exc), "fetched": fetched})
+        finally:
+            self.warming = False
+        return fetched
+
+    # -- answers ------------------------------------------------------------------------------------
+    def _popular_answer(self, popular: NormalizedPopularity, history: list[tuple[str, float | None]],
+                        kind: str, reason: str | None) -> Outcome:
+        return Outcome(rank(history, {}, popular, self.settings.rank), kind, reason)
+
+    def recommend(self, user_id: int) -> Outcome:
+        """Recommendations for one user; a failing dependency gives the popular list instead."""
+        popular = self.popular()
+        try:
+            history = self.history_source.history(user_id, self.settings.history_size)
+            self._mark("sql", None)
+        except Exception as exc:
+            self._mark("sql", exc)
+            return self._fallback(popular, [], classify(exc, "sql"))
+        return self._rank_history(history, popular)
+
+    def recommend_many(self, user_ids: Sequence[int]) -> dict[int, Outcome]:
+        """Recommendations for several users, with their missing neighbour lists fetched together."""
+        popular = self.popular()
+        histories: dict[int, list[tuple[str, float | None]]] = {}
+        out: dict[int, Outcome] = {}
+        for user_id in dict.fromkeys(user_ids):
+            try:
+                histories[user_id] = self.history_source.history(user_id, self.settings.history_size)
+                self._mark("sql", None)
+            except Exception as exc:
+                self._mark("sql", exc)
+                out[user_id] = self._fallback(popular, [], classify(exc, "sql"))
+        if histories:
+            # warm the cache with every user's movies in one batched query; on failure each user
+            # below falls back on its own
+            with contextlib.suppress(Exception):
+                self.neighbours(list(dict.fromkeys(m for h in histories.values() for m, _ in h)))
+        for user_id, history in histories.items():
+            out[user_id] = self._rank_history(history, popular)
+        return out
+
+    def _rank_history(self, history: list[tuple[str, float | None]],
+                      popular: NormalizedPopularity) -> Outcome:
+        if not history:
+            self.metrics.cold_start.inc()
+            return self._popular_answer(popular, [], "cold_start", None)
+        try:
+            neighbours = self.neighbours([m for m, _ in history])
+            self._mark("vectors", None)
+        except Exception as exc:
+            self._mark("vectors", exc)
+            return self._fallback(popular, history, classify(exc, "vectors"))
+        return Outcome(rank(history, neighbours, popular, self.settings.rank), "personalized")
+
+    def _fallback(self, popular: NormalizedPopularity, history: list[tuple[str, float | None]],
+                  reason: str) -> Outcome:
+        self.metrics.fallback.labels(reason=reason).inc()
+        return self._popular_answer(popular, history, "fallback", reason)
+
+    def fallback_answer(self, reason: str = "error") -> Outcome:
+        """The in-memory popular list, for a request that failed in an unexpected way."""
+        return self._fallback(normalize_popularity(self.popular_cache.items), [], reason)
+
+    def similar(self, movie_id: str, k: int) -> list[tuple[str, float]] | None:
+        """Nearest movies of one movie (None when it has no vector); raises when the vectors fail."""
+        store = self.vectors()
+        lists = store.neighbours([movie_id], k + 1)
+        if movie_id not in lists or not lists[movie_id]:
+            return None
+        return [(n, float(s)) for n, s in lists[movie_id] if n != movie_id][:k]
+
+    # -- readiness ----------------------------------------------------------------------------------
+    def probe(self) -> dict[str, Any]:
+        """Check the store, the vectors and the caches now; returns the /ready document."""
+        checks: dict[str, dict[str, Any]] = {}
+        try:
+            items = self.history_source.popular(self.settings.popular_size)
+            self.popular_cache.get(lambda: items)
+            self._mark("sql", None)
+            checks["sql"] = {"ok": True}
+        except Exception as exc:
+            self._mark("sql", exc)
+            checks["sql"] = {"ok": False, "error": _describe(exc)}
+        try:
+            store = self.vectors()
+            count = int(store.count())
+            self.neighbour_cache.check_version(lambda: store.version)
+            self._mark("vectors", None)
+            checks["vectors"] = {"ok": count > 0, "count": count}
+            if count == 0:
+                checks["vectors"]["error"] = "the vector collection is empty"
+        except Exception as exc:
+            self._mark("vectors", exc)
+            checks["vectors"] = {"ok": False, "error": _describe(exc)}
+        popular_size = len(self.popular_cache.items)
+        checks["caches"] = {"ok": popular_size > 0, "popular": popular_size,
+                            "neighbour_lists": len(self.neighbour_cache), "warming": self.warming,
+                            "neighbour_capacity": self.neighbour_cache.max_size}
+        if popular_size == 0:
+            checks["caches"]["error"] = "no popular list is held in memory"
+        failed = [name for name, check in checks.items() if not check["ok"]]
+        if not failed:
+            return {"status": "ready", "checks": checks}
+        reason = "; ".join(f"{name}: {checks[name]['error']}" for name in failed)
+        status = "degraded" if popular_size > 0 else "unavailable"
+        return {"status": status, "reason": reason, "checks": checks}

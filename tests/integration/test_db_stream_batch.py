@@ -1,0 +1,47 @@
+"""db_utils.queries.upsert_stream_batch (the parser's one-statement-per-table path) on SQLite and PostgreSQL:
+same effect as the single-kind upserts, idempotent when replayed."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine
+
+from db_utils import queries
+from tests.fixtures.stores import clear_store, store_state
+
+T0 = datetime(2026, 1, 1, 12, 0, 0)
+WATCHES = [{"user_id": 1, "movie_id": "up+2009", "minute": m, "ts": T0 + timedelta(minutes=m)} for m in (0, 4, 2)]
+RATINGS = [
+    {"user_id": 1, "movie_id": "up+2009", "rating": 3, "ts": T0 + timedelta(minutes=9)},
+    {"user_id": 1, "movie_id": "heat+1995", "rating": 5, "ts": T0},
+]
+SERVED = [{"user_id": 2, "ts": T0, "server": "s:1", "status": 200, "latency_ms": 4.5, "movie_ids": ["up+2009", "x"]}]
+
+
+def _batch() -> dict:
+    return {
+        "users": [
+            {"id": 1, "first_seen": T0, "last_seen": T0 + timedelta(minutes=9)},
+            {"id": 2, "first_seen": T0, "last_seen": T0},
+        ],
+        "movie_ids": ["up+2009", "heat+1995"],
+        "watched": [
+            {"user_id": 1, "movie_id": "up+2009", "max_minute": 4, "first_ts": T0, "last_ts": T0 + timedelta(minutes=4)}
+        ],
+        "ratings": RATINGS,
+        "served": SERVED,
+    }
+
+
+def test_stream_batch_equals_single_upserts_and_replays_change_nothing(store_engine: Engine) -> None:
+    with store_engine.begin() as conn:
+        queries.upsert_watches(conn, WATCHES)
+        queries.upsert_ratings(conn, RATINGS)
+        queries.upsert_served(conn, SERVED)
+    expected = store_state(store_engine)
+    clear_store(store_engine)
+    for _ in range(2):
+        with store_engine.begin() as conn:
+            queries.upsert_stream_batch(conn, **_batch())
+        assert store_state(store_engine) == expected
