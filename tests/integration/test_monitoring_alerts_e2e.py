@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.fixtures.monitored import service_target
+from tests.fixtures.monitored import real_service
 from tests.fixtures.prometheus import (
     ALERT_RULES,
     ALERTMANAGER_CONFIG,
@@ -115,7 +115,7 @@ def drain(received: queue.Queue) -> list:
 def test_service_down_reaches_slack_and_inhibits_latency(tmp_path):
     with (
         slack_receiver() as (webhook, received),
-        service_target(tmp_path / "service", lifetime=90) as service,
+        real_service(tmp_path / "service") as service,
     ):
         port = service.port
         url_file = tmp_path / "slack_webhook_url"

@@ -1,6 +1,6 @@
 """Every PromQL expression of the dashboard and the alert rules, evaluated by a real Prometheus.
 
-Prometheus scrapes processes exposing the contract metrics while traffic flows; then each expression
+Prometheus scrapes the real service and parser while traffic flows; then each expression
 must evaluate without error and return data. Alert expressions are checked in their `bool` form (the
 comparison returns 0/1 instead of filtering) so a quiet alert still proves its inputs exist.
 """
