@@ -5,10 +5,10 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-
 from tests.fixtures.chroma import chroma_server  # noqa: F401
 from tests.fixtures.embedding_model import encoder  # noqa: F401
 from tests.fixtures.kafka import kafka_bootstrap  # noqa: F401
+from tests.fixtures.monitored import monitored_targets  # noqa: F401
 from tests.fixtures.movie_api import movie_api, movie_api_session  # noqa: F401
 from tests.fixtures.notebook import venv_kernel  # noqa: F401
 from tests.fixtures.postgres import postgres_url  # noqa: F401

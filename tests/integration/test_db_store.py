@@ -25,8 +25,15 @@ def t(minutes: int) -> datetime:
 def test_migration_creates_every_table_and_index(store_engine: Engine) -> None:
     insp = inspect(store_engine)
     tables = set(insp.get_table_names())
-    assert {"movies", "users", "watched", "ratings", "recommendations_served", "rejected_lines",
-            "alembic_version"} <= tables
+    assert {
+        "movies",
+        "users",
+        "watched",
+        "ratings",
+        "recommendations_served",
+        "rejected_lines",
+        "alembic_version",
+    } <= tables
     assert "ix_watched_user_last_ts" in {ix["name"] for ix in insp.get_indexes("watched")}
 
 
@@ -61,15 +68,21 @@ def test_latest_rating_wins_whatever_the_arrival_order(store_engine: Engine) -> 
 
 def test_history_is_most_recent_first_with_ratings(store_engine: Engine) -> None:
     with store_engine.begin() as conn:
-        queries.upsert_watches(conn, [
-            {"user_id": 1, "movie_id": "a+2000", "minute": 1, "ts": t(1)},
-            {"user_id": 1, "movie_id": "b+2001", "minute": 1, "ts": t(5)},
-            {"user_id": 2, "movie_id": "c+2002", "minute": 1, "ts": t(9)},
-        ])
-        queries.upsert_ratings(conn, [
-            {"user_id": 1, "movie_id": "a+2000", "rating": 4, "ts": t(2)},
-            {"user_id": 1, "movie_id": "d+2003", "rating": 1, "ts": t(7)},  # rated, never watched
-        ])
+        queries.upsert_watches(
+            conn,
+            [
+                {"user_id": 1, "movie_id": "a+2000", "minute": 1, "ts": t(1)},
+                {"user_id": 1, "movie_id": "b+2001", "minute": 1, "ts": t(5)},
+                {"user_id": 2, "movie_id": "c+2002", "minute": 1, "ts": t(9)},
+            ],
+        )
+        queries.upsert_ratings(
+            conn,
+            [
+                {"user_id": 1, "movie_id": "a+2000", "rating": 4, "ts": t(2)},
+                {"user_id": 1, "movie_id": "d+2003", "rating": 1, "ts": t(7)},  # rated, never watched
+            ],
+        )
     with store_engine.connect() as conn:
         hist = queries.user_history(conn, 1)
         assert [(h.movie_id, h.rating) for h in hist] == [("d+2003", 1), ("b+2001", None), ("a+2000", 4)]
@@ -79,22 +92,32 @@ def test_history_is_most_recent_first_with_ratings(store_engine: Engine) -> None
 
 def test_popular_movies_counts_distinct_viewers_since(store_engine: Engine) -> None:
     with store_engine.begin() as conn:
-        queries.upsert_watches(conn, [
-            {"user_id": u, "movie_id": m, "minute": 1, "ts": t(ts)}
-            for u, m, ts in [(1, "a", 1), (2, "a", 2), (2, "a", 3), (3, "b", 50), (4, "b", 51), (5, "c", 52)]
-        ])
+        queries.upsert_watches(
+            conn,
+            [
+                {"user_id": u, "movie_id": m, "minute": 1, "ts": t(ts)}
+                for u, m, ts in [(1, "a", 1), (2, "a", 2), (2, "a", 3), (3, "b", 50), (4, "b", 51), (5, "c", 52)]
+            ],
+        )
     with store_engine.connect() as conn:
         assert queries.popular_movies(conn, limit=2) == [("a", 2), ("b", 2)]
         assert queries.popular_movies(conn, since=t(10)) == [("b", 2), ("c", 1)]
 
 
 def test_served_and_rejected_round_trip(store_engine: Engine) -> None:
-    served = {"user_id": 3, "ts": t(1), "server": "17645-team06.x:8082", "status": 200, "latency_ms": 12.5,
-              "movie_ids": ["a+2000", "b+2001"]}
+    served = {
+        "user_id": 3,
+        "ts": t(1),
+        "server": "17645-team06.x:8082",
+        "status": 200,
+        "latency_ms": 12.5,
+        "movie_ids": ["a+2000", "b+2001"],
+    }
     with store_engine.begin() as conn:
         queries.upsert_served(conn, [served, {**served, "movie_ids": ["other"]}])
-        queries.insert_rejected(conn, [{"source": "file:x", "offset": 4, "raw": "x" * 5000, "reason": "too_long",
-                                        "ts": t(1)}])
+        queries.insert_rejected(
+            conn, [{"source": "file:x", "offset": 4, "raw": "x" * 5000, "reason": "too_long", "ts": t(1)}]
+        )
     with store_engine.connect() as conn:
         assert conn.execute(text("SELECT movie_ids FROM recommendations_served")).scalar_one() == "a+2000,b+2001"
         raw, offset = conn.execute(text("SELECT raw, source_offset FROM rejected_lines")).one()
@@ -104,8 +127,18 @@ def test_served_and_rejected_round_trip(store_engine: Engine) -> None:
 def test_upsert_movies_replaces_named_fields_only(store_engine: Engine) -> None:
     with store_engine.begin() as conn:
         queries.ensure_movies(conn, ["toy+story+1995"])
-        queries.upsert_movies(conn, [{"id": "toy+story+1995", "title": "Toy Story", "year": 1995,
-                                      "genres": "Animation|Children", "content_hash": "h1"}])
+        queries.upsert_movies(
+            conn,
+            [
+                {
+                    "id": "toy+story+1995",
+                    "title": "Toy Story",
+                    "year": 1995,
+                    "genres": "Animation|Children",
+                    "content_hash": "h1",
+                }
+            ],
+        )
         queries.upsert_movies(conn, [{"id": "toy+story+1995", "overview": "Toys come alive."}])
         queries.ensure_movies(conn, ["toy+story+1995"])  # must not wipe the metadata
     with store_engine.connect() as conn:
@@ -128,9 +161,16 @@ movies = st.sampled_from(["a+1990", "b+1991", "c+1992"])
 times = st.integers(0, 50).map(t)
 watch = st.fixed_dictionaries({"user_id": users, "movie_id": movies, "minute": st.integers(0, 120), "ts": times})
 rating = st.fixed_dictionaries({"user_id": users, "movie_id": movies, "rating": st.integers(1, 5), "ts": times})
-served = st.fixed_dictionaries({"user_id": users, "ts": times, "server": st.just("s"), "status": st.just(200),
-                                "latency_ms": st.just(3.0),
-                                "movie_ids": st.lists(movies, max_size=3)})
+served = st.fixed_dictionaries(
+    {
+        "user_id": users,
+        "ts": times,
+        "server": st.just("s"),
+        "status": st.just(200),
+        "latency_ms": st.just(3.0),
+        "movie_ids": st.lists(movies, max_size=3),
+    }
+)
 event = st.one_of(watch.map(lambda r: ("w", r)), rating.map(lambda r: ("r", r)), served.map(lambda r: ("s", r)))
 
 

@@ -20,12 +20,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def real_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
     demo = build_demo(str(tmp_path_factory.mktemp("schema")))
-    app = create_app({
-        "TESTING": True,
-        "DATABASE_URL": demo.database_url,
-        "VECTORS_FACTORY": vectors_at(demo.chroma_path),
-        "SETTINGS": ServiceSettings(popular_snapshot="", access_log=False),
-    })
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": demo.database_url,
+            "VECTORS_FACTORY": vectors_at(demo.chroma_path),
+            "SETTINGS": ServiceSettings(popular_snapshot="", access_log=False),
+        }
+    )
     assert app.test_client().get("/openapi.json").get_json() == spec()  # the document tested is served
     return app
 

@@ -28,9 +28,13 @@ def demo(tmp_path) -> DemoStore:
 
 @pytest.fixture
 def env(demo: DemoStore, monkeypatch: pytest.MonkeyPatch, tmp_path) -> dict[str, str]:
-    values = {"DATABASE_URL": demo.database_url, "CHROMA_PATH": demo.chroma_path,
-              "POPULAR_SNAPSHOT": str(tmp_path / "popular.json"),
-              "VECTOR_STORE_FACTORY": vector_store_factory(), "ACCESS_LOG": "1"}
+    values = {
+        "DATABASE_URL": demo.database_url,
+        "CHROMA_PATH": demo.chroma_path,
+        "POPULAR_SNAPSHOT": str(tmp_path / "popular.json"),
+        "VECTOR_STORE_FACTORY": vector_store_factory(),
+        "ACCESS_LOG": "1",
+    }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("CHROMA_HOST", raising=False)
@@ -95,8 +99,12 @@ def test_gunicorn_two_workers_serve_the_contract(env: dict[str, str], demo: Demo
         status, ctype, body = service.get("/recommend/1")
         assert status == 200 and ctype.startswith("text/plain")
         assert len(assert_line(body)) == 20
-        for path, expected in [("/recommend/abc", 400), ("/recommend/" + "9" * 10_000, 400),
-                               ("/recommend/%EF%BC%91", 400), ("/nope", 404)]:
+        for path, expected in [
+            ("/recommend/abc", 400),
+            ("/recommend/" + "9" * 10_000, 400),
+            ("/recommend/%EF%BC%91", 400),
+            ("/nope", 404),
+        ]:
             status, ctype, body = service.get(path)
             assert status == expected and ctype.startswith("text/plain"), (path, status, body[:200])
             assert body.endswith(".") and "\n" not in body
@@ -107,8 +115,11 @@ def test_gunicorn_two_workers_serve_the_contract(env: dict[str, str], demo: Demo
         assert 'flask_http_request_total{method="GET",status="200"}' in metrics
         assert "recommend_cold_start_total" in metrics and "recommend_latency_seconds_bucket" in metrics
         assert service.get("/ready")[0] == 200
-        pids = {line.split("pid: ")[1].split()[0] for line in service.log().splitlines()
-                if "Booting worker with pid" in line}
+        pids = {
+            line.split("pid: ")[1].split()[0]
+            for line in service.log().splitlines()
+            if "Booting worker with pid" in line
+        }
         assert len(pids) == 2
     assert service.proc.returncode == 0  # graceful shutdown on SIGTERM
     assert '"logger":"inference.access"' in service.log()
@@ -176,11 +187,18 @@ def metric_value(service: Service, sample: str) -> float:
 
 @pytest.mark.slow
 def test_stopping_chroma_server_under_traffic_serves_popular_and_degrades(
-        env: dict[str, str], demo: DemoStore, chroma_process: ChromaServer) -> None:
-    build_demo(os.path.dirname(demo.chroma_path),
-               chroma=chroma_client(host=chroma_process.host, port=chroma_process.port))
-    server_env = {**env, "CHROMA_HOST": chroma_process.host, "CHROMA_PORT": str(chroma_process.port),
-                  "READY_CACHE_SECONDS": "0", "VECTOR_VERSION_CHECK_SECONDS": "0"}
+    env: dict[str, str], demo: DemoStore, chroma_process: ChromaServer
+) -> None:
+    build_demo(
+        os.path.dirname(demo.chroma_path), chroma=chroma_client(host=chroma_process.host, port=chroma_process.port)
+    )
+    server_env = {
+        **env,
+        "CHROMA_HOST": chroma_process.host,
+        "CHROMA_PORT": str(chroma_process.port),
+        "READY_CACHE_SECONDS": "0",
+        "VECTOR_VERSION_CHECK_SECONDS": "0",
+    }
     os.environ.update({"CHROMA_HOST": chroma_process.host, "CHROMA_PORT": str(chroma_process.port)})
     try:
         assert open_vector_store(vector_store_factory()).count() == 96
