@@ -155,10 +155,16 @@ def conversion_gauge(registry: CollectorRegistry = REGISTRY) -> Gauge:
     return _gauges[key]
 
 
-def update_gauge(engine: Any, window_hours: float = 24.0, registry: CollectorRegistry = REGISTRY) -> float:
-    """Recompute the conversion rate from the store and set the gauge; returns the value. Cheap enough to
-    call every minute from the parser's loop."""
-    value = float(conversion_report(engine, window_hours)["online_conversion_rate"])
+def update_gauge(engine: Any, window_hours: float = 24.0, registry: CollectorRegistry = REGISTRY,
+                 lookback_hours: float = 168.0) -> float:
+    """Recompute the conversion rate of the lists served in the last ``lookback_hours`` (a week by default,
+    by the store's clock, so the cost stays bounded as the table grows) and set the gauge; returns it."""
+    from db_utils import queries
+
+    with engine.connect() as conn:
+        as_of = queries.latest_activity(conn)
+    since = None if as_of is None else as_of - timedelta(hours=lookback_hours)
+    value = float(conversion_report(engine, window_hours, since=since)["online_conversion_rate"])
     conversion_gauge(registry).set(value)
     return value
 

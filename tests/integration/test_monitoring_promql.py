@@ -19,7 +19,6 @@ from tests.fixtures.prometheus import (
     ALERT_RULES,
     DASHBOARDS,
     PROMETHEUS_CONFIG,
-    REPO,
     load_yaml,
     prometheus_test_config,
     query,
@@ -32,18 +31,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # Metrics that only cAdvisor exports: no container runtime runs here, so expressions over them must
 # parse and evaluate, but may return no data. Documented in docs/operations.md.
 CONTAINER_METRICS = ("container_cpu_usage_seconds_total", "container_memory_working_set_bytes")
-# Contract metrics that no package exports yet (the evaluation part owns online_conversion_rate, exported
-# on the parser's port). While no package source names one, expressions over it may return no data; the
-# moment a package defines it, the check becomes strict for it by itself.
-PACKAGES = ("db_utils", "data_parsing", "embeddings", "inference", "evaluation")
-
-
-def defined_in_packages(metric: str) -> bool:
-    """True when some package's Python source names `metric` (so a running program may export it)."""
-    return any(metric in path.read_text() for package in PACKAGES for path in (REPO / package).rglob("*.py"))
-
-
-MAY_BE_EMPTY = CONTAINER_METRICS + tuple(m for m in ("online_conversion_rate",) if not defined_in_packages(m))
+MAY_BE_EMPTY = CONTAINER_METRICS
 
 COMPARISON = re.compile(r"^(?P<lhs>.*\S)\s*(?P<op>==|!=|>=|<=|>|<)\s*(?P<threshold>[0-9][0-9.eE+-]*)\s*$", re.DOTALL)
 
@@ -97,6 +85,7 @@ def test_every_dashboard_and_alert_expression_evaluates_with_data(monitored_targ
         {
             "service": [f"127.0.0.1:{monitored_targets['service'].port}"],
             "parser": [f"127.0.0.1:{monitored_targets['parser'].port}"],
+            "online-evaluation": [f"127.0.0.1:{monitored_targets['online-evaluation'].port}"],
         },
         rule_file="alerts.yml",
         alertmanager=None,
@@ -111,6 +100,7 @@ def test_every_dashboard_and_alert_expression_evaluates_with_data(monitored_targ
                 "sum(rate(flask_http_request_total[5m])) > 0",
                 "sum(rate(parser_rejected_total[5m])) > 0",
                 "sum(rate(neighbour_cache_hits_total[5m])) + sum(rate(neighbour_cache_misses_total[5m])) > 0",
+                "online_conversion_rate >= 0",
             ):
                 wait_for(lambda p=probe: bool(query(prom, p)["data"]["result"]), timeout=30, what=probe)
             checks = [(f"panel {title!r}", expr) for title, expr in dashboard_expressions()]

@@ -56,6 +56,15 @@ def build_store(engine: Engine) -> None:
                                       {"user_id": 2, "movie_id": "c", "rating": 1, "ts": T0 + timedelta(hours=31)}])
 
 
+def test_gauge_looks_back_a_bounded_time(store_engine: Engine) -> None:
+    build_store(store_engine)  # last activity T0+3d+1h
+    registry = CollectorRegistry()
+    # 60 h back reaches T0+13h: u4 (converted) and u5 (failed) count, the T0 lists do not
+    assert online.update_gauge(store_engine, registry=registry, lookback_hours=60) == 1.0
+    # 26 h back only u6 is left, still pending: nothing to judge yet
+    assert online.update_gauge(store_engine, registry=registry, lookback_hours=26) == 0.0
+
+
 def test_conversion_report_by_hand(store_engine: Engine) -> None:
     build_store(store_engine)
     report = online.conversion_report(store_engine, window_hours=24)
