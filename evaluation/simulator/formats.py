@@ -12,27 +12,28 @@ import unicodedata
 from collections.abc import Iterable
 from datetime import datetime
 
+from data_parsing.parser import RateEvent, RecommendationEvent, WatchEvent
+
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 _ARTICLE = re.compile(r"^(?P<rest>.+), (?P<article>the|a|an|les|la|le|il|el|die|der|das|l')$", re.IGNORECASE)
 
 
-def log_time(ts: datetime) -> str:
-    """The simulator's time format, e.g. ``2015-10-27T10:00:00``."""
-    return ts.strftime("%Y-%m-%dT%H:%M:%S")
+# The line formats themselves belong to the parser (its events re-serialise to the canonical line); the
+# simulator writes through them so that what it writes and what the parser reads cannot drift apart.
 
 
 def watch_line(ts: datetime, user_id: int, movie_id: str, minute: int) -> str:
-    return f"{log_time(ts)},{user_id},GET /data/m/{movie_id}/{minute}.mpg"
+    return WatchEvent(ts.replace(microsecond=0), user_id, movie_id, minute).to_line()
 
 
 def rate_line(ts: datetime, user_id: int, movie_id: str, rating: int) -> str:
-    return f"{log_time(ts)},{user_id},GET /rate/{movie_id}={rating}"
+    return RateEvent(ts.replace(microsecond=0), user_id, movie_id, rating).to_line()
 
 
 def recommendation_line(ts: datetime, user_id: int, server: str, status: int, movie_ids: Iterable[str],
-                        latency_ms: int) -> str:
-    return (f"{log_time(ts)},{user_id},recommendation request {server}, status {status}, "
-            f"result: {', '.join(movie_ids)}, {latency_ms} ms")
+                        latency_ms: float) -> str:
+    return RecommendationEvent(ts.replace(microsecond=0), user_id, server, status, tuple(movie_ids),
+                               float(latency_ms)).to_line()
 
 
 def display_title(title: str) -> str:
