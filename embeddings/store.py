@@ -21,6 +21,10 @@ import numpy as np
 from embeddings.config import EmbeddingSettings
 
 Neighbours = dict[str, list[tuple[str, float]]]
+HNSW = {"space": "cosine", "ef_construction": 200, "ef_search": 200, "max_neighbors": 32}
+"""Every collection's index (fixed when the collection is created): cosine distance, and a wider graph and
+search than Chroma's defaults so the approximate neighbour lists are practically exact at catalog scale. The
+offline evaluation builds its collections through the same store, so it scores what the service serves."""
 _TIE_MARGIN = 4
 _PAGE = 5000
 
@@ -55,7 +59,7 @@ class VectorStore:
         self._client = client if client is not None else make_client(self.settings)
         self._collection = self._client.get_or_create_collection(
             self.settings.collection,
-            configuration={"hnsw": {"space": "cosine"}},
+            configuration={"hnsw": HNSW},
             embedding_function=None,
         )
         self._max_batch = int(self._client.get_max_batch_size())

@@ -207,20 +207,6 @@ def finish_ingest(proc: subprocess.Popen, stderr_path: str, timeout: float = 600
         raise RuntimeError(f"the parser failed ({code}): {tail}")
 
 
-HNSW = {"space": "cosine", "ef_construction": 200, "ef_search": 200, "max_neighbors": 32}
-"""The evaluation's collections: single-threaded inserts make the HNSW graph, hence the neighbour lists,
-the same on every run (a multi-threaded build orders inserts by chance); a wider search keeps recall high."""
-
-
-def create_collections(settings: Any, names: Sequence[str]) -> None:
-    """Create the evaluation's collections with `HNSW` before the jobs open them (they keep the config)."""
-    from embeddings.store import make_client
-
-    client = make_client(settings)
-    for name in names:
-        client.get_or_create_collection(name, configuration={"hnsw": HNSW}, embedding_function=None)
-
-
 @dataclass
 class Built:
     """The store and vector collections of one run, and what building them cost."""
@@ -250,7 +236,6 @@ def build_pipeline(workdir: str, catalog_path: str, held_in_path: str, cache_dir
     settings = dataclasses.replace(EmbeddingSettings.from_env(), chroma_path=os.path.join(workdir, "chroma"),
                                    chroma_host=None, collection="movies")
     cf_settings = collab_settings(settings, env={})
-    create_collections(settings, [settings.collection, cf_settings.collection])
     model_tag = hashlib.sha256(os.path.abspath(settings.model_path).encode()).hexdigest()[:12]
     encoder = CachingEncoder(os.path.join(cache_dir, f"minilm-{model_tag}.npz"),
                              lambda: Encoder(settings.model_path, settings.encode_batch_size))
