@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import queue
-import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -33,7 +32,7 @@ from tests.fixtures.prometheus import (
     run_prometheus,
     shorten_for,
 )
-from tests.fixtures.services import free_port, wait_for
+from tests.fixtures.services import http_server, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -54,14 +53,8 @@ def slack_receiver() -> Iterator[tuple[str, queue.Queue]]:
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/services/T000/B000/XXXX", received
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
+    with http_server(Handler) as url:
+        yield f"{url}/services/T000/B000/XXXX", received
 
 
 def wait_for_message(received: queue.Queue, alertname: str, timeout: float) -> dict:

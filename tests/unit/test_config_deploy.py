@@ -11,11 +11,12 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.services import http_server
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy" / "deploy.py"
@@ -147,13 +148,9 @@ def test_ready_url_decides_readiness(fake):
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with http_server(Handler) as url:
         fake.running(OLD)
-        done = fake.deploy("--ready-url", f"http://127.0.0.1:{server.server_address[1]}/ready")
-    finally:
-        server.shutdown()
+        done = fake.deploy("--ready-url", f"{url}/ready")
     assert done.returncode == 1
     assert fake.image() == OLD
     health_checks = [call for call in fake.calls() if call[0] == "inspect" and "Health" in call[2]]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from data_parsing.parser import RateEvent, RecommendationEvent, WatchEvent, parse
 from evaluation.simulator import replay as rp
 from evaluation.simulator.__main__ import main
-from tests.fixtures.services import free_port
+from tests.fixtures.services import free_port, http_server
 
 FIXED = ["m1", "m2", "m3"]
 
@@ -38,14 +37,8 @@ def stub_url() -> Iterator[str]:
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
+    with http_server(Handler) as url:
+        yield url
 
 
 def test_choose_prefers_the_best_ranked_recommended_future_movie() -> None:
