@@ -398,7 +398,7 @@ def upsert_stream_batch(
         _execute_upsert(conn, USERS, [{"id": u["id"], "first_seen": u["first_seen"],
                                        "last_seen": u["last_seen"]} for u in users])
     if movie_ids:
-        _execute_upsert(conn, UpsertSpec(Movie.__table__, ("id",), {}), [{"id": m} for m in movie_ids])
+        ensure_movies(conn, movie_ids)
     if watched:
         _execute_upsert(conn, WATCHED, list(watched))
     if ratings:

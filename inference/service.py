@@ -121,8 +121,7 @@ class Recommender:
     def neighbours(self, movie_ids: Sequence[str]) -> dict[str, NeighbourList]:
         """Neighbour lists of the ids: cached ones, plus the missing ones in one batched query."""
         store = self.vectors()
-        if self.neighbour_cache.check_version(lambda: store.version):
-            pass  # dropped: the collection changed
+        self.neighbour_cache.check_version(lambda: store.version)  # drops the cache on a new collection
         found, missing = self.neighbour_cache.get_many(movie_ids)
         self.metrics.cache_hits.inc(len(found))
         if missing:
