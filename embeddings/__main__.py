@@ -1,5 +1,7 @@
 """`python -m embeddings build --catalog PATH.csv|kaggle:PATH|movielens|api`: embed the catalog into ChromaDB;
-`python -m embeddings collab`: collaborative item vectors into the collection `movies_cf`.
+`python -m embeddings collab`: collaborative item vectors into the collection `movies_cf`;
+`python -m embeddings onnx`: export the model's ONNX Runtime graph into EMBED_ONNX_DIR now (a no-op when it
+is cached), so a job or an image starts encoding at once.
 
 Exit 0 on success (one JSON summary line on stdout), 1 with a one-line reason on stderr otherwise.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 
@@ -21,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m embeddings", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("collab", help="collaborative item vectors from the store into collection movies_cf", add_help=False)
+    sub.add_parser("onnx", help="export the ONNX graph of MODEL_PATH into EMBED_ONNX_DIR (no-op when cached)")
     build = sub.add_parser("build", help="load a catalog, embed new or changed movies, drop gone ones")
     build.add_argument("--catalog", help="PATH.csv, kaggle:PATH (movies_metadata.csv), movielens or api; "
                                          "omit to embed only what the SQL store already holds")
@@ -38,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     from embeddings.config import EmbeddingSettings
     from embeddings.job import build as run_build
 
+    if args.command == "onnx":
+        return _export_onnx()
     try:
         settings = EmbeddingSettings.from_env()
         if args.batch_size:
@@ -51,6 +57,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: embeddings build failed: {reason}", file=sys.stderr)
         return 1
     print(json.dumps(dataclasses.asdict(report)))
+    return 0
+
+
+def _export_onnx() -> int:
+    """Make sure the ONNX graph exists and reproduces torch; print where it is (exit 1 if it cannot)."""
+    from embeddings import onnx_model
+    from embeddings.config import EmbeddingSettings
+    from embeddings.encoder import Encoder
+
+    try:
+        settings = EmbeddingSettings.from_env()
+        torch_encoder = Encoder(settings.model_path, backend="torch")
+        onnx_model.load(settings.model_path, settings.onnx_dir, lambda: torch_encoder.model)
+        path = onnx_model.graph_path(settings.model_path, settings.onnx_dir)
+    except Exception as exc:  # an export failure of any kind is this command's one-line answer
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"error: ONNX export failed: {reason}", file=sys.stderr)
+        return 1
+    print(json.dumps({"graph": path, "bytes": os.path.getsize(path)}))
     return 0
 
 

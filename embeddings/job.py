@@ -182,7 +182,7 @@ def _embed(todo: list[tuple[str, str, str, dict]], settings: EmbeddingSettings, 
     if encoder is None:
         from embeddings.encoder import Encoder
 
-        encoder = Encoder(settings.model_path, settings.encode_batch_size)
+        encoder = Encoder.from_settings(settings)
     disable = None if progress is None else not progress  # None: a bar only on a terminal
     done = 0
 

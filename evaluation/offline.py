@@ -238,7 +238,7 @@ def build_pipeline(workdir: str, catalog_path: str, held_in_path: str, cache_dir
     cf_settings = collab_settings(settings, env={})
     model_tag = hashlib.sha256(os.path.abspath(settings.model_path).encode()).hexdigest()[:12]
     encoder = CachingEncoder(os.path.join(cache_dir, f"minilm-{model_tag}.npz"),
-                             lambda: Encoder(settings.model_path, settings.encode_batch_size))
+                             lambda: Encoder.from_settings(settings))
     engine = create(db_url)
     # The parser and the embedding job run side by side, as in production: the store's upserts make the
     # order of their writes irrelevant (a movie row gets its catalog fields whoever comes first).

@@ -67,6 +67,10 @@ def test_every_role_has_a_target_running_as_non_root_with_a_health_check():
     assert any("9102" in line for line in built["parser"] if line.startswith("HEALTHCHECK"))
     assert "HEALTHCHECK NONE" in built["embeddings"]  # a one-shot job; compose waits for its exit
     assert any("gunicorn" in line and "inference.wsgi:app" in line for line in built["service"])
+    # the embedding job's ONNX graph is exported at build time and copied in, where EMBED_ONNX_DIR points
+    assert any(line.startswith("RUN python -m embeddings onnx") for line in built["onnx-graph"])
+    assert "ENV EMBED_ONNX_DIR=/opt/onnx" in built["embeddings"]
+    assert "COPY --from=onnx-graph /tmp/onnx /opt/onnx" in built["embeddings"]
 
 
 def test_cpu_torch_and_dependencies_come_before_code():

@@ -38,3 +38,16 @@ def test_bad_values_give_one_clear_sentence(name, value, message):
     with pytest.raises(ValueError) as err:
         EmbeddingSettings.from_env({name: value})
     assert str(err.value) == message
+
+
+def test_encoder_backend_defaults_to_onnx_and_accepts_torch():
+    assert EmbeddingSettings.from_env({}).encoder_backend == "onnx"
+    assert EmbeddingSettings.from_env({}).onnx_dir == "data/models"
+    settings = EmbeddingSettings.from_env({"EMBED_BACKEND": " Torch ", "EMBED_ONNX_DIR": "/var/cache/onnx"})
+    assert (settings.encoder_backend, settings.onnx_dir) == ("torch", "/var/cache/onnx")
+
+
+def test_unknown_encoder_backend_is_one_sentence():
+    with pytest.raises(ValueError) as err:
+        EmbeddingSettings.from_env({"EMBED_BACKEND": "tensorrt"})
+    assert str(err.value) == "EMBED_BACKEND='tensorrt' must be one of onnx, torch."
