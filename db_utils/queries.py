@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NotRequired, TypedDict
 
-from sqlalchemy import Connection, Table, and_, bindparam, exists, func, or_, select, text, union_all
+from sqlalchemy import Connection, Dialect, Table, and_, bindparam, exists, func, or_, select, text, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -344,6 +344,30 @@ def user_history(conn: Connection, user_id: int, limit: int = 50) -> list[Histor
     or None. One round trip."""
     rows = conn.execute(_user_history_statement(), {"user_id": user_id, "limit": limit})
     return [HistoryItem(m, ts, rating) for m, ts, rating in rows]
+
+
+@functools.cache
+def _compiled_history(dialect: Dialect) -> tuple[str, list[str] | None, dict[str, Any]]:
+    """The history statement as the dialect's SQL text, the order of its positional parameters (None when
+    the driver takes named ones), and the values of the parameters SQLAlchemy adds itself (SQLite's
+    OFFSET)."""
+    compiled = _user_history_statement().compile(dialect=dialect)
+    defaults = {k: v for k, v in compiled.construct_params({"user_id": 0, "limit": 0}).items()
+                if k not in ("user_id", "limit")}
+    return str(compiled), compiled.positiontup, defaults
+
+
+def user_history_dbapi(cursor: Any, dialect: Dialect, user_id: int, limit: int = 50) -> list[tuple[str, Any]]:
+    """`user_history`'s statement on a raw DBAPI cursor, as (movie_id, rating) rows, most recent first.
+
+    The same SQL, compiled once per dialect; what it skips is SQLAlchemy's per-call execution context and
+    result processing, which cost the service more than the query itself on SQLite (docs/benchmarks.md).
+    For the request path only: everything else goes through a Connection.
+    """
+    sql, order, defaults = _compiled_history(dialect)
+    values = {**defaults, "user_id": user_id, "limit": limit}
+    cursor.execute(sql, values if order is None else tuple(values[name] for name in order))
+    return [(row[0], row[2]) for row in cursor.fetchall()]
 
 
 def popular_movies(conn: Connection, limit: int = 100, since: datetime | None = None) -> list[tuple[str, int]]:

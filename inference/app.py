@@ -19,13 +19,12 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from inference.config import ServiceSettings
-from inference.logs import request_id, setup_logging
+from inference.logs import access_line, request_id, setup_logging
 from inference.metrics import init_metrics
 from inference.routes import bp, plain
 from inference.service import Recommender
 from inference.sources import SqlHistorySource, open_vector_store
 
-access_log = logging.getLogger("inference.access")
 log = logging.getLogger("inference.app")
 
 SENTENCES = {
@@ -121,7 +120,7 @@ def _register_hooks(app: Flask, settings: ServiceSettings) -> None:
             }
             if g.get("fallback_reason"):
                 extra["fallback"] = g.fallback_reason
-            access_log.info("request", extra=extra)
+            access_line(extra)
         return response
 
 

@@ -33,7 +33,7 @@ def plain(text: str, status: int = 200) -> Response:
 
 
 def invalid(exc: InvalidInput) -> Response:
-    recommender().metrics.requests.labels(kind="invalid").inc()
+    recommender().metrics.count_request("invalid")
     return plain(str(exc), 400)
 
 
@@ -47,7 +47,7 @@ def _answer(rec: Recommender, user_id: int) -> Outcome:
 
 
 def _observe(rec: Recommender, outcome: Outcome) -> None:
-    rec.metrics.requests.labels(kind=outcome.kind).inc()
+    rec.metrics.count_request(outcome.kind)
     if outcome.kind == "fallback":
         g.fallback_reason = outcome.fallback_reason
 

@@ -7,10 +7,15 @@ handles lazily, in the process that uses them (gunicorn workers fork before the 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+
+from db_utils.queries import user_history_dbapi
 
 
 @runtime_checkable
@@ -44,12 +49,30 @@ class VectorSource(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class _Held:
+    """What one serving thread keeps between requests: its DBAPI connection and a cursor on it."""
+
+    pid: int
+    dialect: Any
+    server: bool
+    raw: Any
+    cursor: Any
+
+
 class SqlHistorySource:
-    """`HistorySource` over `db_utils.queries`, one short read transaction per call."""
+    """`HistorySource` over `db_utils.queries`.
+
+    `history` runs on the request path: each serving thread keeps one DBAPI connection of the engine's
+    pool and runs the history statement on it directly (`queries.user_history_dbapi`), ending each read
+    with a rollback on servers so no transaction stays open. A connection that fails once is invalidated
+    and the next call opens a fresh one. `popular` (once per TTL) uses a pooled Connection.
+    """
 
     def __init__(self, url: str | None = None):
         self.url = url
         self._pid: int | None = None
+        self._local = threading.local()
 
     def _engine(self) -> Any:
         from db_utils.engine import get_engine
@@ -59,15 +82,32 @@ class SqlHistorySource:
         if self._pid is not None and self._pid != pid:
             # Inherited across a fork: never reuse the parent's sockets or file handles.
             engine.dispose(close=False)
+            self._local = threading.local()
         self._pid = pid
         return engine
 
-    def history(self, user_id: int, limit: int) -> list[tuple[str, float | None]]:
-        from db_utils import queries
+    def _hold(self) -> _Held:
+        """This thread's DBAPI connection (opened on first use in this process) and a cursor on it."""
+        engine = self._engine()
+        raw = engine.raw_connection()
+        held = self._local.held = _Held(os.getpid(), engine.dialect, engine.dialect.name != "sqlite", raw,
+                                        raw.cursor())
+        return held
 
-        with self._engine().connect() as conn:
-            rows = queries.user_history(conn, user_id, limit=limit)
-        return [(str(row.movie_id), row.rating) for row in rows]
+    def history(self, user_id: int, limit: int) -> list[tuple[str, float | None]]:
+        held = getattr(self._local, "held", None)
+        if held is None or held.pid != os.getpid():
+            held = self._hold()
+        try:
+            rows = user_history_dbapi(held.cursor, held.dialect, user_id, limit)
+            if held.server:  # SQLite reads start no transaction; servers' do
+                held.raw.rollback()
+        except Exception:
+            self._local.held = None
+            with contextlib.suppress(Exception):
+                held.raw.invalidate()
+            raise
+        return [(str(movie_id), rating) for movie_id, rating in rows]
 
     def popular(self, limit: int) -> list[tuple[str, int]]:
         from db_utils import queries

@@ -88,6 +88,18 @@ def test_history_is_most_recent_first_with_ratings(store_engine: Engine) -> None
         assert [(h.movie_id, h.rating) for h in hist] == [("d+2003", 1), ("b+2001", None), ("a+2000", 4)]
         assert [h.movie_id for h in queries.user_history(conn, 1, limit=2)] == ["d+2003", "b+2001"]
         assert queries.user_history(conn, 999) == []
+    # the request path's DBAPI form of the same statement gives the same rows
+    raw = store_engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        assert queries.user_history_dbapi(cursor, store_engine.dialect, 1) == [
+            ("d+2003", 1), ("b+2001", None), ("a+2000", 4)]
+        assert queries.user_history_dbapi(cursor, store_engine.dialect, 1, limit=2) == [
+            ("d+2003", 1), ("b+2001", None)]
+        assert queries.user_history_dbapi(cursor, store_engine.dialect, 999) == []
+        cursor.close()
+    finally:
+        raw.close()
 
 
 def test_popular_movies_counts_distinct_viewers_since(store_engine: Engine) -> None:
