@@ -20,7 +20,8 @@ from werkzeug.exceptions import HTTPException
 
 from inference.config import ServiceSettings
 from inference.logs import access_line, request_id, setup_logging
-from inference.metrics import init_metrics
+from inference.metrics import ServiceMetrics, init_metrics
+from inference.metrics import path as metric_path
 from inference.routes import bp, plain
 from inference.service import Recommender
 from inference.sources import SqlHistorySource, open_vector_store
@@ -94,32 +95,46 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if app.config["WARM"]:
         app.extensions["ready_probe"]()  # sets recommender_ready from the start
     app.register_blueprint(bp)
-    _register_hooks(app, settings)
+    _register_hooks(app, settings, metrics)
     _register_errors(app)
     return app
 
 
-def _register_hooks(app: Flask, settings: ServiceSettings) -> None:
+def _register_hooks(app: Flask, settings: ServiceSettings, metrics: ServiceMetrics) -> None:
+    """Per request: a request id (the caller's X-Request-ID when sane), the HTTP metrics, the access line."""
+    access_log = settings.access_log
+    metrics_path = app.extensions["prometheus_exporter"].path
+
     @app.before_request
     def start() -> None:
-        g.started = time.perf_counter()
-        g.request_id = request_id(request.headers.get("X-Request-ID"))
+        state = g._get_current_object()  # one context lookup instead of one per attribute
+        state.started = time.perf_counter()
+        state.request_id = request_id(request.environ.get("HTTP_X_REQUEST_ID"))
 
     @app.after_request
     def finish(response: Response) -> Response:
-        rid = g.get("request_id") or request_id(None)
+        now = time.perf_counter()
+        state = g._get_current_object()
+        req = request._get_current_object()
+        rid = getattr(state, "request_id", None) or request_id(None)
+        seconds = now - getattr(state, "started", now)
+        status = response.status_code
+        route = metric_path(req)
+        if route != metrics_path:
+            metrics.http.observe(req.method, route, status, seconds)
         response.headers["X-Request-ID"] = rid
-        if settings.access_log:
+        if access_log:
             extra = {
                 "request_id": rid,
-                "method": request.method,
-                "path": request.path[:200],
-                "status": response.status_code,
-                "latency_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 3),
-                "remote": request.remote_addr,
+                "method": req.method,
+                "path": req.path[:200],
+                "status": status,
+                "latency_ms": round(seconds * 1000, 3),
+                "remote": req.remote_addr,
             }
-            if g.get("fallback_reason"):
-                extra["fallback"] = g.fallback_reason
+            fallback = getattr(state, "fallback_reason", None)
+            if fallback:
+                extra["fallback"] = fallback
             access_line(extra)
         return response
 

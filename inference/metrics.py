@@ -1,15 +1,20 @@
 """Prometheus metrics of the service, with exactly the names of the project's metric contract.
 
-HTTP metrics come from prometheus-flask-exporter (`flask_http_request_duration_seconds` labelled
-method/path/status, where path is the route template so user ids never become labels, and
-`flask_http_request_total` labelled method/status). Under gunicorn with PROMETHEUS_MULTIPROC_DIR set,
-every worker writes its samples to that directory and /metrics aggregates them.
+prometheus-flask-exporter serves /metrics (aggregating every gunicorn worker's samples under
+PROMETHEUS_MULTIPROC_DIR) and its `flask_exporter_info`. The per-request HTTP metrics keep the exporter's
+names, labels and buckets (`flask_http_request_duration_seconds` labelled method/path/status, where path
+is the route template so user ids never become labels, and `flask_http_request_total` labelled
+method/status) but are recorded by `HttpMetrics` from the app's own after-request hook, with each label
+combination's children bound once: the exporter's hook, which looks its labels up anew on every request,
+cost about a tenth of a cached recommendation (docs/benchmarks.md). /metrics itself is not counted, as
+with the exporter.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from flask import Flask, Request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -29,6 +34,31 @@ def path(req: Request) -> str:
     return req.url_rule.rule if req.url_rule is not None else "<unmatched>"
 
 
+class HttpMetrics:
+    """flask_http_request_duration_seconds and flask_http_request_total, with bound children per
+    (method, route template, status); at most `max_bound` combinations are kept bound (odd methods from
+    callers are still counted, only looked up each time)."""
+
+    def __init__(self, registry: CollectorRegistry, max_bound: int = 256) -> None:
+        self.duration = Histogram("flask_http_request_duration_seconds", "Flask HTTP request duration in seconds",
+                                  ["method", "path", "status"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.total = Counter("flask_http_request_total", "Total number of HTTP requests", ["method", "status"],
+                             registry=registry)
+        self.max_bound = max_bound
+        self._bound: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Record one answered request."""
+        key = (method, route, status)
+        pair = self._bound.get(key)
+        if pair is None:
+            pair = (self.duration.labels(method, route, str(status)), self.total.labels(method, str(status)))
+            if len(self._bound) < self.max_bound:
+                self._bound[key] = pair
+        pair[0].observe(max(seconds, 0.0))
+        pair[1].inc()
+
+
 @dataclass
 class ServiceMetrics:
     """The custom metrics, registered in one registry per app (tests build many apps)."""
@@ -41,6 +71,7 @@ class ServiceMetrics:
     cache_hits: Counter
     cache_misses: Counter
     ready: Gauge
+    http: HttpMetrics
     by_kind: dict[str, Counter] = field(default_factory=dict)
     """recommend_requests_total's child per kind, bound once (`labels()` per request costs a lock and a
     tuple lookup)."""
@@ -71,14 +102,14 @@ class ServiceMetrics:
                                  registry=registry),
             ready=Gauge("recommender_ready", "1 when the store, vectors and caches are usable",
                         registry=registry, multiprocess_mode="livemin"),
+            http=HttpMetrics(registry),
         )
 
 
 def init_metrics(app: Flask) -> ServiceMetrics:
     """Attach the exporter (multiprocess-aware) and the custom metrics to the app; /metrics serves them."""
     registry = CollectorRegistry()
-    options = {"registry": registry, "group_by": path, "default_latency_as_histogram": True,
-               "buckets": LATENCY_BUCKETS}
+    options = {"registry": registry, "export_defaults": False}
     if multiprocess_dir():
         from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 

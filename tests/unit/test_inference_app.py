@@ -252,6 +252,42 @@ def test_metrics_use_the_contract_names_and_bounded_path_labels(client: FlaskCli
     assert "12345" not in text
 
 
+def samples(client: FlaskClient) -> dict[str, float]:
+    """Every sample line of /metrics, name{labels} -> value."""
+    rows = client.get("/metrics").get_data(as_text=True).splitlines()
+    return {row.rsplit(" ", 1)[0]: float(row.rsplit(" ", 1)[1]) for row in rows if row and not row.startswith("#")}
+
+
+def test_http_metrics_count_each_answer_by_route_template_but_not_metrics_itself(client: FlaskClient) -> None:
+    for path in ("/recommend/1", "/recommend/2", "/recommend/abc", "/no/such/endpoint"):
+        client.get(path)
+    client.get("/metrics")
+    got = samples(client)
+    assert got['flask_http_request_total{method="GET",status="200"}'] == 2
+    assert got['flask_http_request_total{method="GET",status="400"}'] == 1
+    assert got['flask_http_request_total{method="GET",status="404"}'] == 1
+    count = 'flask_http_request_duration_seconds_count{method="GET",path="%s",status="%s"}'
+    assert got[count % ("/recommend/<user_id>", "200")] == 2
+    assert got[count % ("/recommend/<user_id>", "400")] == 1
+    assert got[count % ("<unmatched>", "404")] == 1
+    assert not any('path="/metrics"' in name for name in got)
+    buckets = [v for k, v in got.items() if k.startswith("flask_http_request_duration_seconds_bucket")
+               and 'path="/recommend/<user_id>",status="200"' in k]
+    assert len(buckets) == 14 and max(buckets) == 2  # the shared LATENCY_BUCKETS and +Inf
+
+
+def test_http_metrics_keep_counting_past_the_bound_combinations() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from inference.metrics import HttpMetrics
+
+    http = HttpMetrics(CollectorRegistry(), max_bound=2)
+    for method in ("GET", "POST", "PUT", "PUT"):
+        http.observe(method, "/recommend", 200, 0.001)
+    assert len(http._bound) == 2
+    assert http.total.labels("PUT", "200")._value.get() == 2
+
+
 def test_request_id_is_honoured_or_generated_and_access_log_is_json(
         client: FlaskClient, capfd: pytest.CaptureFixture) -> None:
     capfd.readouterr()
