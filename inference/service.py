@@ -5,6 +5,7 @@ missing ones fetched in one batched vector query, and the in-memory popular list
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import threading
 import time
@@ -70,6 +71,8 @@ class Recommender:
                                           snapshot_path=settings.popular_snapshot or None)
         self.warming = False
         self.warm_thread: threading.Thread | None = None
+        self.popular_thread: threading.Thread | None = None
+        self._popular_lock = threading.Lock()
         self._ready: bool | None = None
         self._popular_normalized: tuple[list[tuple[str, int]], NormalizedPopularity] | None = None
         self.state: dict[str, DependencyState] = {"sql": DependencyState(), "vectors": DependencyState()}
@@ -107,16 +110,36 @@ class Recommender:
 
     def popular(self) -> NormalizedPopularity:
         """The cached popular list, normalized once per list; a failing reload keeps the last good one
-        (possibly empty)."""
-        try:
-            items = self.popular_cache.get(lambda: self.history_source.popular(self.settings.popular_size))
-        except Exception as exc:  # any store failure means: serve what we hold
-            self._mark("sql", exc)
-            items = self.popular_cache.items
+        (possibly empty).
+
+        While no list is held it is loaded here. Once one is, a stale list is reloaded by one background
+        thread and requests keep serving the held one meanwhile: the popular query scans `watched` (50 to
+        120 ms on a 1M-user SQLite store), too slow for the request that happens to find it stale."""
+        cache = self.popular_cache
+        if not cache.items:
+            self._load_popular()
+        elif cache.stale():
+            self._refresh_popular_in_background()
+        items = cache.items
         cached = self._popular_normalized
         if cached is None or cached[0] is not items:
             cached = self._popular_normalized = (items, normalize_popularity(items))
         return cached[1]
+
+    def _load_popular(self) -> None:
+        """Reload the popular list now if it is stale; a store failure is recorded, never raised."""
+        try:
+            self.popular_cache.get(lambda: self.history_source.popular(self.settings.popular_size))
+        except Exception as exc:  # any store failure means: serve what we hold
+            self._mark("sql", exc)
+
+    def _refresh_popular_in_background(self) -> None:
+        """Start one reload thread unless one is running already."""
+        with self._popular_lock:
+            if self.popular_thread is not None and self.popular_thread.is_alive():
+                return
+            self.popular_thread = threading.Thread(target=self._load_popular, name="popular-refresh", daemon=True)
+            self.popular_thread.start()
 
     def neighbours(self, movie_ids: Sequence[str]) -> dict[str, NeighbourList]:
         """Neighbour lists of the ids: cached ones, plus the missing ones in one batched query."""
@@ -178,6 +201,11 @@ class Recommender:
             log.info("neighbour warm-up stopped", extra={"error": _describe(exc), "fetched": fetched})
         finally:
             self.warming = False
+            # The warmed cache is tens of thousands of long-lived objects: left in the collector's oldest
+            # generation, every full collection walks them all (about 100-200 ms, a stall every request
+            # in flight would wait for). Frozen, they are skipped; evicted lists are still freed by
+            # reference counting.
+            gc.freeze()
         return fetched
 
     # -- answers ------------------------------------------------------------------------------------
