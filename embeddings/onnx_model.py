@@ -121,8 +121,12 @@ def export(model_path: str, out_path: str) -> None:
         if config.model_type == "bert":
             from onnxruntime.transformers import optimizer
 
-            fused = optimizer.optimize_model(raw, model_type="bert", num_heads=config.num_attention_heads,
-                                             hidden_size=config.hidden_size, opt_level=1)
+            logging.disable(logging.INFO)  # the optimizer logs every fusion it makes at INFO
+            try:
+                fused = optimizer.optimize_model(raw, model_type="bert", num_heads=config.num_attention_heads,
+                                                 hidden_size=config.hidden_size, opt_level=1)
+            finally:
+                logging.disable(logging.NOTSET)
             final = os.path.join(tmp, "fused.onnx")
             fused.save_model_to_file(final)
         os.replace(final, out_path)
