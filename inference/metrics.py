@@ -1,7 +1,7 @@
 """Prometheus metrics of the service, with exactly the names of the project's metric contract.
 
 prometheus-flask-exporter serves /metrics (aggregating every gunicorn worker's samples under
-PROMETHEUS_MULTIPROC_DIR) and its `flask_exporter_info`. The per-request HTTP metrics keep the exporter's
+PROMETHEUS_MULTIPROC_DIR), with its default metrics off. The per-request HTTP metrics keep the exporter's
 names, labels and buckets (`flask_http_request_duration_seconds` labelled method/path/status, where path
 is the route template so user ids never become labels, and `flask_http_request_total` labelled
 method/status) but are recorded by `HttpMetrics` from the app's own after-request hook, with each label
