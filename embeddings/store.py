@@ -6,7 +6,9 @@ here: the collection has no embedding function and every write passes vectors.
 
 The collection metadata carries `version`, a string stamped by the job whenever a build changed vectors;
 readers poll `version` (one small metadata read) and drop their caches when it changes. `dirty` is set
-while a build is writing, so a build that crashed gets its version stamped by the next run.
+while a build is writing, so a build that crashed gets its version stamped by the next run. `model` is the
+fingerprint of the encoder whose vectors the collection holds (`embeddings.encoder.model_fingerprint`), so a
+build with another model re-embeds everything instead of mixing two vector spaces.
 """
 
 from __future__ import annotations
@@ -186,6 +188,15 @@ class VectorStore:
     def dirty(self) -> bool:
         """True while (or after a crash of) a build that changed vectors and has not stamped yet."""
         return bool(self._metadata().get("dirty", False))
+
+    @property
+    def model(self) -> str:
+        """The fingerprint of the model that made the vectors; '' when no build has recorded one."""
+        return str(self._metadata().get("model", ""))
+
+    def record_model(self, fingerprint: str) -> None:
+        """Record that the vectors are (about to be) those of the model `fingerprint`."""
+        self._collection.modify(metadata={**self._metadata(), "model": fingerprint})
 
     def mark_dirty(self) -> None:
         """Record that a build is about to change vectors (keeps the current version)."""

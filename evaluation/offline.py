@@ -226,7 +226,7 @@ def build_pipeline(workdir: str, catalog_path: str, held_in_path: str, cache_dir
     from embeddings.collab_job import build_collab, collab_settings
     from embeddings.collaborative import CollabConfig
     from embeddings.config import EmbeddingSettings
-    from embeddings.encoder import Encoder
+    from embeddings.encoder import Encoder, model_fingerprint
     from embeddings.job import build
     from embeddings.store import VectorStore
 
@@ -236,7 +236,7 @@ def build_pipeline(workdir: str, catalog_path: str, held_in_path: str, cache_dir
     settings = dataclasses.replace(EmbeddingSettings.from_env(), chroma_path=os.path.join(workdir, "chroma"),
                                    chroma_host=None, collection="movies")
     cf_settings = collab_settings(settings, env={})
-    model_tag = hashlib.sha256(os.path.abspath(settings.model_path).encode()).hexdigest()[:12]
+    model_tag = model_fingerprint(settings.model_path).removeprefix("sha256:")[:12]  # the model's files, not its path
     encoder = CachingEncoder(os.path.join(cache_dir, f"minilm-{model_tag}.npz"),
                              lambda: Encoder.from_settings(settings))
     engine = create(db_url)

@@ -21,6 +21,7 @@ from embeddings.catalog import CatalogError
 from embeddings.config import EmbeddingSettings
 from embeddings.job import build
 from embeddings.store import VectorStore
+from embeddings.text import movie_text
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DATA = os.path.join(os.path.dirname(__file__), "..", "data")
@@ -35,8 +36,9 @@ class CountingEncoder:
     `fail_after` calls. Vectors of texts already encoded in this session are reused (the machine is slow
     and these tests are about which texts the job encodes; the vectors' determinism is tested without it)."""
 
-    def __init__(self, inner, fail_after: int | None = None) -> None:
+    def __init__(self, inner, fail_after: int | None = None, fingerprint: str | None = None) -> None:
         self.inner, self.fail_after, self.texts, self.calls = inner, fail_after, [], 0
+        self.fingerprint = fingerprint or inner.fingerprint
 
     def encode(self, texts, show_progress=False):
         if self.fail_after is not None and self.calls >= self.fail_after:
@@ -135,6 +137,42 @@ def test_lost_vector_store_is_rebuilt(env, encoder, tmp_path):
     enc = CountingEncoder(encoder)
     report = run(env, enc, chroma_path=str(tmp_path / "fresh-chroma"))
     assert (report.unmarked, report.encoded, report.vectors) == (30, 30, 30)
+
+
+def test_another_model_re_embeds_every_movie_and_a_crash_mid_way_is_finished(env, encoder):
+    engine, settings = env[0], env[1]
+    assert run(env, CountingEncoder(encoder)).encoded == 30
+    store = VectorStore(settings)
+    assert store.model == encoder.fingerprint
+
+    other = "sha256:0123456789abcdef"
+    with pytest.raises(RuntimeError, match="injected failure"):
+        run(env, CountingEncoder(encoder, fail_after=1, fingerprint=other))
+    with engine.connect() as conn:
+        remaining = queries.movies_to_embed(conn)
+    assert store.model == other and store.dirty and len(remaining) == 22  # one step of 8 re-embedded
+
+    enc = CountingEncoder(encoder, fingerprint=other)
+    report = run(env, enc)
+    assert (report.encoded, report.vectors, report.model_changed) == (22, 30, False) and not store.dirty
+    assert sorted(enc.texts) == sorted(movie_text(m) for m in remaining)
+
+    back = run(env, CountingEncoder(encoder))  # back to the real model: everything again, new version
+    assert (back.model_changed, back.unmarked, back.encoded) == (True, 30, 30)
+    assert back.version != report.version and store.model == encoder.fingerprint
+    assert run(env, CountingEncoder(encoder)).encoded == 0
+
+
+def test_a_collection_without_a_recorded_model_is_adopted_without_re_embedding(env, encoder):
+    first = run(env, CountingEncoder(encoder))
+    store = VectorStore(env[1])
+    metadata = dict(store._collection.metadata)
+    del metadata["model"]
+    store._collection.modify(metadata=metadata)  # as a build before model fingerprints left it
+    assert store.model == ""
+    again = run(env, CountingEncoder(encoder))
+    assert (again.encoded, again.changed, again.version) == (0, False, first.version)
+    assert store.model == encoder.fingerprint
 
 
 def test_identical_catalog_gives_identical_vectors(env, encoder, tmp_path):

@@ -96,6 +96,17 @@ def test_version_is_stamped_and_seen_by_another_store(store):
     assert second != first and reader.version == second
 
 
+def test_model_fingerprint_is_recorded_beside_the_version(store):
+    assert store.model == ""
+    store.record_model("sha256:aaaa")
+    first = store.stamp_version()
+    store.mark_dirty()
+    reader = VectorStore(store.settings)
+    assert reader.model == "sha256:aaaa" and reader.version == first and reader.dirty  # none clobbers another
+    store.record_model("sha256:bbbb")
+    assert reader.model == "sha256:bbbb" and reader.version == first
+
+
 def test_bad_vectors_are_refused(store):
     with pytest.raises(ValueError, match="expected 2 vectors"):
         store.upsert(["a", "b"], np.zeros((1, 384), dtype=np.float32))
