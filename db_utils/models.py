@@ -44,6 +44,7 @@ class Movie(Base):
     genres: Mapped[str | None] = mapped_column(String(512))
     overview: Mapped[str | None] = mapped_column(Text)
     tagline: Mapped[str | None] = mapped_column(Text)
+    keywords: Mapped[str | None] = mapped_column(Text)  # '|'-separated, from the movie API; part of the text
     popularity: Mapped[float | None] = mapped_column(Float)
     vote_average: Mapped[float | None] = mapped_column(Float)
     vote_count: Mapped[int | None] = mapped_column(Integer)

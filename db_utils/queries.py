@@ -111,8 +111,8 @@ RATINGS = UpsertSpec(Rating.__table__, ("user_id", "movie_id"), {"rating": "repl
 SERVED = UpsertSpec(RecommendationServed.__table__, ("user_id", "ts"), {
     "server": "keep", "status": "keep", "latency_ms": "keep", "movie_ids": "keep",
 })
-MOVIE_FIELDS = ("title", "year", "genres", "overview", "tagline", "popularity", "vote_average", "vote_count",
-                "runtime", "original_language", "release_date", "content_hash", "updated_at")
+MOVIE_FIELDS = ("title", "year", "genres", "overview", "tagline", "keywords", "popularity", "vote_average",
+                "vote_count", "runtime", "original_language", "release_date", "content_hash", "updated_at")
 
 
 def _merge_value(rule: Merge, old: Any, new: Any) -> Any:
@@ -432,7 +432,7 @@ def upsert_stream_batch(
 
 # ------------------------------------------------------------------------------------- embeddings job
 
-EMBED_FIELDS = ("id", "title", "year", "genres", "overview", "tagline", "popularity", "content_hash")
+EMBED_FIELDS = ("id", "title", "year", "genres", "overview", "tagline", "keywords", "popularity", "content_hash")
 
 
 def movies_to_embed(conn: Connection) -> list[dict[str, Any]]:

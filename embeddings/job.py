@@ -104,8 +104,7 @@ def load_source(source: str, settings: EmbeddingSettings, engine: Engine, stats:
 
 
 def load_catalog(engine: Engine, movies: Iterator[dict]) -> dict[str, str]:
-    """Upsert movies with their content_hash in chunks; return each loaded movie's embedded text by id
-    (the text may use fields the table does not keep, such as keywords)."""
+    """Upsert movies with their content_hash in chunks; return each loaded movie's embedded text by id."""
     texts: dict[str, str] = {}
     now = datetime.now(UTC).replace(tzinfo=None)
     chunk: list[dict] = []
@@ -118,8 +117,7 @@ def load_catalog(engine: Engine, movies: Iterator[dict]) -> dict[str, str]:
     for movie in movies:
         text = movie_text(movie)
         texts[movie["id"]] = text
-        chunk.append({**{k: v for k, v in movie.items() if k != "keywords"},
-                      "content_hash": content_hash(text), "updated_at": now})
+        chunk.append({**movie, "content_hash": content_hash(text), "updated_at": now})
         if len(chunk) >= SQL_CHUNK:
             flush()
     if chunk:

@@ -22,7 +22,7 @@ def test_new_and_untitled_movies_need_embedding(store_engine: Engine) -> None:
         rows = queries.movies_to_embed(conn)
         assert [r["id"] for r in rows] == ["alien+1979", "heat+1995", "toy+story+1995"]
         assert rows[1] == {"id": "heat+1995", "title": "Heat", "year": 1995, "genres": "Action", "overview": None,
-                           "tagline": None, "popularity": None, "content_hash": "h1"}
+                           "tagline": None, "keywords": None, "popularity": None, "content_hash": "h1"}
         assert queries.untitled_movie_ids(conn) == ["toy+story+1995"]
 
 

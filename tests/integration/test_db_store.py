@@ -37,6 +37,24 @@ def test_migration_creates_every_table_and_index(store_engine: Engine) -> None:
     assert "ix_watched_user_last_ts" in {ix["name"] for ix in insp.get_indexes("watched")}
 
 
+def test_upgrading_a_0001_store_adds_keywords_and_keeps_its_rows(tmp_path) -> None:
+    from db_utils import migrate
+    from db_utils.engine import create
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    migrate.upgrade(url, "0001")
+    engine = create(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO movies (id, title, content_hash, embedded_hash) "
+                          "VALUES ('heat+1995', 'Heat', 'h1', 'h1')"))
+    assert "keywords" not in {c["name"] for c in inspect(engine).get_columns("movies")}
+    migrate.upgrade(url)
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT title, content_hash, embedded_hash, keywords FROM movies")).one()
+    assert tuple(row) == ("Heat", "h1", "h1", None)
+    engine.dispose()
+
+
 def test_watches_merge_max_minute_and_first_last_time(store_engine: Engine) -> None:
     rows = [
         {"user_id": 7, "movie_id": "up+2009", "minute": 3, "ts": t(3)},

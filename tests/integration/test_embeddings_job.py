@@ -205,6 +205,23 @@ def test_api_source_fills_untitled_movies(env, encoder, movie_api, tmp_path):
     assert again.encoded == 0 and movie_api.requests["toy+story+1995"] == 1
 
 
+def test_keywords_are_kept_so_a_re_embedding_from_the_table_gives_the_same_text(env, encoder, movie_api,
+                                                                               tmp_path):
+    engine = env[0]
+    with engine.begin() as conn:
+        queries.ensure_movies(conn, ["toy+story+1995"])
+    first = CountingEncoder(encoder)
+    run(env, first, source="api", movie_api_url=movie_api.url, api_cache_dir=str(tmp_path / "cache"))
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT keywords FROM movies WHERE id = 'toy+story+1995'")).one()
+    assert row.keywords == "jealousy|toy|boy|friendship"
+    # No source this time, a new vector store: every movie is re-embedded from the table alone.
+    again = CountingEncoder(encoder)
+    report = run(env, again, source=None, chroma_path=str(tmp_path / "fresh-chroma"))
+    assert report.encoded == 1 and again.texts == first.texts
+    assert "Keywords: jealousy, toy, boy, friendship." in again.texts[0]
+
+
 def test_job_against_a_chroma_server(env, encoder, chroma_server):
     host, port = chroma_server
     name = f"movies_{uuid.uuid4().hex[:8]}"
