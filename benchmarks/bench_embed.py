@@ -62,7 +62,7 @@ class TimedEncoder:
     """The same encoder, timing its calls, to split the job's time into encoding and everything else."""
 
     def __init__(self, inner: Encoder) -> None:
-        self.inner, self.seconds = inner, 0.0
+        self.inner, self.seconds, self.fingerprint = inner, 0.0, inner.fingerprint
 
     def encode(self, texts, show_progress=False):
         started = time.perf_counter()

@@ -69,8 +69,9 @@ def _export_onnx() -> int:
     try:
         settings = EmbeddingSettings.from_env()
         torch_encoder = Encoder(settings.model_path, backend="torch")
-        onnx_model.load(settings.model_path, settings.onnx_dir, lambda: torch_encoder.model)
-        path = onnx_model.graph_path(settings.model_path, settings.onnx_dir)
+        onnx_model.load(settings.model_path, settings.onnx_dir, lambda: torch_encoder.model,
+                        torch_encoder.fingerprint)
+        path = onnx_model.graph_path(settings.model_path, settings.onnx_dir, torch_encoder.fingerprint)
     except Exception as exc:  # an export failure of any kind is this command's one-line answer
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         print(f"error: ONNX export failed: {reason}", file=sys.stderr)

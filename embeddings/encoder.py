@@ -32,9 +32,15 @@ MODEL_FILES = (".json", ".safetensors", ".bin", ".txt")  # weights, configs, voc
 log = logging.getLogger("embeddings.encoder")
 
 
-def hash_model_files(model_path: str, digest: Any) -> None:
-    """Feed every file under `model_path` that decides the vectors (MODEL_FILES, by relative path, in a
-    fixed order) into the hashlib object `digest`. README files and caches do not count."""
+def model_fingerprint(model_path: str) -> str:
+    """`sha256:<16 hex>` over the files under `model_path` that decide the vectors (MODEL_FILES, with their
+    relative paths, in a fixed order; README files and caches do not count): the same model gives the same
+    fingerprint wherever it is installed, any other weights, pooling or vocabulary a different one. The job
+    records it with the vectors so that two models' vectors are never mixed in one collection; the ONNX
+    graph's cache name is derived from it."""
+    if not os.path.isdir(model_path):
+        raise FileNotFoundError(f"model directory {model_path} does not exist.")
+    digest = hashlib.sha256()
     for root, dirs, files in os.walk(model_path):
         dirs.sort()
         for name in sorted(files):
@@ -44,16 +50,6 @@ def hash_model_files(model_path: str, digest: Any) -> None:
                 with open(full, "rb") as handle:
                     for chunk in iter(lambda: handle.read(1 << 20), b""):
                         digest.update(chunk)
-
-
-def model_fingerprint(model_path: str) -> str:
-    """`sha256:<16 hex>` over the model's files: the same model gives the same fingerprint wherever it is
-    installed, any other weights, pooling or vocabulary a different one. The job records it with the
-    vectors so that vectors of two models are never mixed in one collection."""
-    if not os.path.isdir(model_path):
-        raise FileNotFoundError(f"model directory {model_path} does not exist.")
-    digest = hashlib.sha256()
-    hash_model_files(model_path, digest)
     return f"sha256:{digest.hexdigest()[:16]}"
 
 
@@ -118,7 +114,8 @@ class Encoder:
                         from embeddings import onnx_model
 
                         try:
-                            self._onnx = onnx_model.load(self.model_path, self.onnx_dir, lambda: self.model)
+                            self._onnx = onnx_model.load(self.model_path, self.onnx_dir, lambda: self.model,
+                                                         self.fingerprint)
                         except Exception as exc:  # any failure to export or load means: use torch
                             log.warning(json.dumps({"event": "onnx_unavailable", "model": self.model_path,
                                                     "reason": str(exc)[:300], "using": "torch"}))

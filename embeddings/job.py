@@ -36,6 +36,7 @@ from sqlalchemy import Engine, inspect
 from db_utils import queries
 from embeddings.catalog import CatalogError, LoadStats, MovieApi, load_csv, load_kaggle
 from embeddings.config import EmbeddingSettings
+from embeddings.encoder import Encoder
 from embeddings.store import VectorStore
 from embeddings.text import chroma_metadata, content_hash, movie_text
 
@@ -44,17 +45,13 @@ SQL_CHUNK = 5000
 
 
 class TextEncoder(Protocol):
+    """What the job needs of an encoder: vectors, and the fingerprint of the model that makes them
+    (`embeddings.encoder.model_fingerprint`), recorded with the collection."""
+
+    @property
+    def fingerprint(self) -> str: ...
+
     def encode(self, texts: list[str], show_progress: bool = False) -> np.ndarray: ...
-
-
-def _fingerprint(encoder: TextEncoder | None, settings: EmbeddingSettings) -> str:
-    """The model's fingerprint: the encoder's own when it has one, else that of MODEL_PATH."""
-    own = getattr(encoder, "fingerprint", None)
-    if isinstance(own, str) and own:
-        return own
-    from embeddings.encoder import model_fingerprint
-
-    return model_fingerprint(settings.model_path)
 
 
 @dataclass
@@ -152,9 +149,11 @@ def build(source: str | None, *, settings: EmbeddingSettings, engine: Engine,
         _log("catalog_loaded", source=source, loaded=stats.loaded, skipped=dict(stats.skipped))
 
     store = store or VectorStore(settings)
+    if encoder is None:
+        encoder = Encoder.from_settings(settings)  # loads no model until it encodes
     with engine.connect() as conn:
         hashes = queries.movie_embedded_hashes(conn)
-    hashes = _check_model(_fingerprint(encoder, settings), store, engine, hashes, report)
+    hashes = _check_model(encoder.fingerprint, store, engine, hashes, report)
     in_chroma = store.ids()
     gone = sorted(in_chroma - hashes.keys())
     lost = sorted(m for m, h in hashes.items() if h is not None and m not in in_chroma)
@@ -206,7 +205,7 @@ def _check_model(fingerprint: str, store: VectorStore, engine: Engine, hashes: d
 
 
 def _embed(todo: list[tuple[str, str, str, dict]], settings: EmbeddingSettings, engine: Engine,
-           encoder: TextEncoder | None, store: VectorStore, progress: bool | None) -> int:
+           encoder: TextEncoder, store: VectorStore, progress: bool | None) -> int:
     """Encode, store and mark `todo` in commit steps of `settings.batch_size`; return vectors computed.
 
     Writing step i (Chroma upsert, then the SQL mark, in one writer thread, in order) overlaps encoding
@@ -215,10 +214,6 @@ def _embed(todo: list[tuple[str, str, str, dict]], settings: EmbeddingSettings, 
     """
     from tqdm import tqdm
 
-    if encoder is None:
-        from embeddings.encoder import Encoder
-
-        encoder = Encoder.from_settings(settings)
     disable = None if progress is None else not progress  # None: a bar only on a terminal
     done = 0
 

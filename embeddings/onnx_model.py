@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from embeddings.encoder import hash_model_files
+from embeddings.encoder import model_fingerprint
 
 log = logging.getLogger("embeddings.onnx")
 EXPORT_FORMAT = 1  # bump when the exported graph changes shape or meaning
@@ -63,15 +63,16 @@ def check_layout(model_path: str) -> int:
     return max_len
 
 
-def graph_path(model_path: str, cache_dir: str) -> str:
-    """Where the exported graph of `model_path` lives: keyed by weights, config and library versions."""
+def graph_path(model_path: str, cache_dir: str, fingerprint: str | None = None) -> str:
+    """Where the exported graph of `model_path` lives: keyed by the model's fingerprint (weights, configs;
+    `model_fingerprint`, computed here unless the caller has it) and the library versions."""
     import onnxruntime
     import torch
     import transformers
 
+    fingerprint = fingerprint or model_fingerprint(model_path)
     digest = hashlib.sha256(f"{EXPORT_FORMAT}|{torch.__version__}|{transformers.__version__}|"
-                            f"{onnxruntime.__version__}".encode())
-    hash_model_files(model_path, digest)
+                            f"{onnxruntime.__version__}|{fingerprint}".encode())
     return os.path.join(cache_dir, f"{os.path.basename(os.path.normpath(model_path))}-{digest.hexdigest()[:16]}.onnx")
 
 
@@ -161,7 +162,7 @@ class OnnxSentenceEncoder:
         return out
 
 
-def load(model_path: str, cache_dir: str, reference: Any) -> OnnxSentenceEncoder:
+def load(model_path: str, cache_dir: str, reference: Any, fingerprint: str | None = None) -> OnnxSentenceEncoder:
     """The ONNX encoder of `model_path`, exporting it into `cache_dir` when no graph is cached.
 
     `reference()` returns the torch SentenceTransformer; it is only called to check a fresh export. A
@@ -169,7 +170,7 @@ def load(model_path: str, cache_dir: str, reference: Any) -> OnnxSentenceEncoder
     the export's own error, when ONNX cannot serve this model: the caller falls back to torch.
     """
     max_len = check_layout(model_path)
-    path = graph_path(model_path, cache_dir)
+    path = graph_path(model_path, cache_dir, fingerprint)
     if os.path.exists(path):
         try:
             return OnnxSentenceEncoder(model_path, path, max_len)

@@ -70,8 +70,9 @@ class CachingEncoder:
     """A `TextEncoder` that remembers the model's vectors by sha256 of the text in one .npz file, so a
     repeated evaluation of the same catalog computes no vector. The inner encoder is made on first miss."""
 
-    def __init__(self, path: str, make_inner: Callable[[], Any]):
+    def __init__(self, path: str, make_inner: Callable[[], Any], fingerprint: str = ""):
         self.path = path
+        self.fingerprint = fingerprint  # the model's (`model_fingerprint`), for the job to record
         self._make_inner = make_inner
         self._inner: Any = None
         self._vectors: dict[str, np.ndarray] = {}
@@ -236,9 +237,9 @@ def build_pipeline(workdir: str, catalog_path: str, held_in_path: str, cache_dir
     settings = dataclasses.replace(EmbeddingSettings.from_env(), chroma_path=os.path.join(workdir, "chroma"),
                                    chroma_host=None, collection="movies")
     cf_settings = collab_settings(settings, env={})
-    model_tag = model_fingerprint(settings.model_path).removeprefix("sha256:")[:12]  # the model's files, not its path
-    encoder = CachingEncoder(os.path.join(cache_dir, f"minilm-{model_tag}.npz"),
-                             lambda: Encoder.from_settings(settings))
+    fingerprint = model_fingerprint(settings.model_path)  # the model's files, not its path
+    encoder = CachingEncoder(os.path.join(cache_dir, f"minilm-{fingerprint.removeprefix('sha256:')[:12]}.npz"),
+                             lambda: Encoder.from_settings(settings), fingerprint)
     engine = create(db_url)
     # The parser and the embedding job run side by side, as in production: the store's upserts make the
     # order of their writes irrelevant (a movie row gets its catalog fields whoever comes first).
