@@ -22,9 +22,11 @@ from inference.config import ServiceSettings
 from inference.logs import access_line, request_id, setup_logging
 from inference.metrics import ServiceMetrics, init_metrics
 from inference.metrics import path as metric_path
+from inference.provenance import ProvenanceLog
 from inference.routes import bp, plain
 from inference.service import Recommender
 from inference.sources import SqlHistorySource, open_vector_store
+from inference.versions import NoVersions, SqlVersionSource
 
 log = logging.getLogger("inference.app")
 
@@ -69,13 +71,17 @@ def _ready_probe(rec: Recommender, cache_seconds: float) -> Callable[[], dict[st
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the service. test_config may set SETTINGS (ServiceSettings), HISTORY_SOURCE (a
-    HistorySource), VECTORS_FACTORY (a callable returning a VectorSource), DATABASE_URL and WARM
-    (default True: load the popular list and open the vectors now; gunicorn imports the app in each
-    worker after the fork, so this runs in the worker)."""
+    HistorySource), VECTORS_FACTORY (a callable returning the unversioned VectorSource), VERSION_SOURCE
+    (where the active model version is read; default the SQL store, or none when HISTORY_SOURCE is
+    given), VERSION_VECTORS (a callable (version, rank config) -> VectorSource), DATABASE_URL and WARM
+    (default True: adopt the active version, load the popular list, open the vectors and start the
+    version watcher now; gunicorn imports the app in each worker after the fork, so this runs in the
+    worker)."""
     setup_logging()
     app = Flask(__name__)
     app.config.from_mapping(
-        SETTINGS=None, HISTORY_SOURCE=None, VECTORS_FACTORY=None, DATABASE_URL=None,
+        SETTINGS=None, HISTORY_SOURCE=None, VECTORS_FACTORY=None, DATABASE_URL=None, VERSION_SOURCE=None,
+        VERSION_VECTORS=None,
         MAX_CONTENT_LENGTH=1024 * 1024, REVISION=None, WARM=True,
     )
     if test_config is not None:
@@ -87,10 +93,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     metrics = init_metrics(app)
     history = app.config["HISTORY_SOURCE"] or SqlHistorySource(app.config["DATABASE_URL"])
     vectors_factory = app.config["VECTORS_FACTORY"] or open_vector_store
-    rec = Recommender(settings, history, vectors_factory, metrics)
+    versions = app.config["VERSION_SOURCE"] or (
+        NoVersions() if app.config["HISTORY_SOURCE"] else SqlVersionSource(app.config["DATABASE_URL"]))
+    rec = Recommender(settings, history, vectors_factory, metrics, versions=versions,
+                      version_vectors=app.config["VERSION_VECTORS"])
     app.extensions["recommender"] = rec
+    app.extensions["provenance"] = ProvenanceLog(settings.provenance_log)
     if app.config["WARM"]:
+        rec.watcher.check(warm=False)  # serve the active version from the first request
         rec.warm()
+        rec.watcher.start()
     app.extensions["ready_probe"] = _ready_probe(rec, settings.ready_cache_seconds)
     if app.config["WARM"]:
         app.extensions["ready_probe"]()  # sets recommender_ready from the start

@@ -114,6 +114,18 @@ class ServiceSettings:
     """HOST: the address gunicorn binds (tests and benchmarks use 127.0.0.1)."""
     history_size: int = 50
     """RECOMMEND_HISTORY_SIZE: the most recent N watched or rated movies the ranking reads."""
+    exclude_limit: int = 30_000
+    """RECOMMEND_EXCLUDE_LIMIT: the most movies of one user's history read per request (in the same
+    round trip as the ranked part); none of them is ever recommended. The default exceeds the
+    simulator's catalog (27,000), so in practice a user's whole history is excluded."""
+    model_poll_seconds: float = 5.0
+    """MODEL_POLL_SECONDS: how often each worker looks up the active model version (one indexed row)."""
+    switch_warm: int = 5_000
+    """MODEL_SWITCH_WARM: neighbour lists of the most watched movies fetched for a newly promoted version
+    before the worker switches to it."""
+    provenance_log: str = "data/provenance.log"
+    """PROVENANCE_LOG: file receiving one JSON line per served answer (request id, user, version, ids)
+    for `python -m training provenance`; '' turns it off."""
     neighbours_k: int = 20
     """RECOMMEND_NEIGHBOURS_K: nearest neighbours fetched per history movie."""
     neighbour_cache_size: int = 30_000
@@ -150,6 +162,10 @@ class ServiceSettings:
             port=_int(env, "PORT", cls.port, minimum=1),
             host=env.get("HOST", cls.host) or cls.host,
             history_size=_int(env, "RECOMMEND_HISTORY_SIZE", cls.history_size, minimum=1),
+            exclude_limit=_int(env, "RECOMMEND_EXCLUDE_LIMIT", cls.exclude_limit, minimum=1),
+            model_poll_seconds=_float(env, "MODEL_POLL_SECONDS", cls.model_poll_seconds),
+            switch_warm=_int(env, "MODEL_SWITCH_WARM", cls.switch_warm),
+            provenance_log=env.get("PROVENANCE_LOG", cls.provenance_log),
             neighbours_k=_int(env, "RECOMMEND_NEIGHBOURS_K", cls.neighbours_k, minimum=1),
             neighbour_cache_size=_int(env, "NEIGHBOUR_CACHE_SIZE", cls.neighbour_cache_size, minimum=1),
             warm_neighbours=_int(env, "NEIGHBOUR_WARM_COUNT", cls.warm_neighbours),

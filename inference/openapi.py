@@ -15,6 +15,8 @@ MOVIE_ID = {"type": "string", "pattern": r"^[a-z0-9][a-z0-9+]{0,254}$",
 FORMAT = {"name": "format", "in": "query", "required": False,
           "schema": {"type": "string", "enum": ["text", "json"], "default": "text"}}
 JSON_OBJECT = {"type": "object"}
+VERSION_HEADER = {"description": "The model version that answered: v<N>, or 'content' before any promotion.",
+                  "schema": {"type": "string"}}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -23,9 +25,10 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 RECOMMENDATION = {
     "type": "object",
-    "required": ["user_id", "kind", "ids", "items"],
+    "required": ["user_id", "kind", "model_version", "ids", "items"],
     "properties": {
         "user_id": {"type": "integer", "minimum": 0, "maximum": 1_000_000_000},
+        "model_version": {"type": "string", "description": "The model version that answered (as X-Model-Version)."},
         "kind": {"type": "string", "enum": ["personalized", "cold_start", "fallback"]},
         "ids": {**ID_LIST, "maxItems": 20},
         "items": {"type": "array", "maxItems": 20, "items": {
@@ -58,6 +61,7 @@ def spec() -> dict[str, Any]:
                                FORMAT],
                 "responses": {
                     "200": {"description": "Comma-separated ids (text), or ids, scores and reasons (json).",
+                            "headers": {"X-Model-Version": VERSION_HEADER},
                             "content": {"text/plain": {"schema": ID_LINE},
                                         "application/json": {"schema": RECOMMENDATION}}},
                     "400": TEXT_ERROR, "404": TEXT_ERROR},
@@ -70,8 +74,9 @@ def spec() -> dict[str, Any]:
                                                 "items": {"type": "integer", "minimum": 0,
                                                           "maximum": 1_000_000_000}}}}}}},
                 "responses": {
-                    "200": _json({"type": "object", "additionalProperties": {**ID_LIST, "maxItems": 20}},
-                                 "A map from user id to its list of movie ids."),
+                    "200": {**_json({"type": "object", "additionalProperties": {**ID_LIST, "maxItems": 20}},
+                                    "A map from user id to its list of movie ids."),
+                            "headers": {"X-Model-Version": VERSION_HEADER}},
                     "400": TEXT_ERROR, "413": TEXT_ERROR},
             }},
             "/similar/{movie_id}": {"get": {
@@ -82,7 +87,11 @@ def spec() -> dict[str, Any]:
                      "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
                     FORMAT],
                 "responses": {
-                    "200": {"description": "Comma-separated ids (text) or ids with similarities (json).",
+                    "200": {"description": "Comma-separated ids (text) or ids with blended similarities (json): "
+                                           "blended_similarity = content_weight * cosine(MiniLM) + collab_weight"
+                                           " * cosine(collaborative), so it ranges over"
+                                           " [-(content_weight + collab_weight), content_weight + collab_weight]"
+                                           " (1.5 with the default weights).",
                             "content": {"text/plain": {"schema": ID_LINE},
                                         "application/json": {"schema": {
                                             "type": "object", "required": ["movie_id", "ids", "items"],
@@ -96,14 +105,18 @@ def spec() -> dict[str, Any]:
             "/ready": {"get": {"summary": "Readiness of the store, vectors and caches.", "responses": {
                 "200": _json(READY, "Everything usable."),
                 "503": _json(READY, "Degraded or unavailable, with the reason.")}}},
-            "/model/info": {"get": {"summary": "Encoder, collection version, catalog size, config, revision.",
+            "/model/info": {"get": {"summary": "Model version, ranking config, encoder, collection versions, "
+                                               "catalog size, config, revision.",
                                     "responses": {"200": _json({
                                         "type": "object",
-                                        "required": ["encoder", "collection_version", "catalog_size",
-                                                     "config", "revision"],
+                                        "required": ["model_version", "rank_config", "encoder",
+                                                     "collection_versions", "catalog_size", "config", "revision"],
                                         "properties": {
+                                            "model_version": {"type": "string"},
+                                            "rank_config": JSON_OBJECT,
                                             "encoder": {"type": "string"},
-                                            "collection_version": {"type": "string", "nullable": True},
+                                            "collection_versions": {"type": "object",
+                                                                    "additionalProperties": {"type": "string"}},
                                             "catalog_size": {"type": "integer", "nullable": True},
                                             "config": JSON_OBJECT, "revision": {"type": "string"}}},
                                         "What is being served.")}}},

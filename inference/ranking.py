@@ -19,8 +19,9 @@ Semantics of `rank(history, neighbours, popularity, config)`:
   (`config.content_weight`, `config.collab_weight`) before `rank` sees them.
 * Candidates are the neighbours with positive affinity plus the popular movies (affinity 0), so the
   list is filled to `n_results` from the popular ones; a user with no history gets the popular list.
-* Seen movies are excluded. Ties break by popularity, then by movie id, so the answer is deterministic
-  (and the popular order survives a popularity_weight of 0).
+* Seen movies are excluded: the history's and every id in `exclude` (the user's whole history, of
+  which `history` is only the most recent part). Ties break by popularity, then by movie id, so the answer is
+  deterministic (and the popular order survives a popularity_weight of 0).
 * Each scored movie names the history movie that contributed most to it ("because you watched X"),
   or None when it comes from popularity alone.
 """
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from inference.config import RankConfig
@@ -50,7 +51,16 @@ class Scored(NamedTuple):
 
 class NormalizedPopularity(dict[str, float]):
     """Movie id -> popularity in [0, 1], ordered most popular first (ties by id). `rank` uses it as it
-    is, so a caller may normalize a popular list once and rank many users against it."""
+    is, so a caller may normalize a popular list once and rank many users against it. `counts` keeps
+    the raw viewer counts it was made from (empty for a bare ordered list), so the popularity damping
+    sees viewers, not normalized values, whoever normalized first."""
+
+    counts: dict[str, float]
+
+    def __init__(self, values: Iterable[tuple[str, float]] | Mapping[str, float] = (),
+                 counts: Mapping[str, float] | None = None):
+        super().__init__(values)
+        self.counts = dict(counts or {})
 
 
 def normalize_popularity(popularity: Popularity) -> NormalizedPopularity:
@@ -78,11 +88,16 @@ def normalize_popularity(popularity: Popularity) -> NormalizedPopularity:
     values: dict[str, float] = {}
     for k, v in pairs:
         values.setdefault(k, math.log1p(max(v, 0.0)) / scale if scale else 0.0)
-    return NormalizedPopularity(sorted(values.items(), key=lambda kv: (-kv[1], kv[0])))
+    counts: dict[str, float] = {}
+    for k, v in pairs:
+        counts.setdefault(k, v)
+    return NormalizedPopularity(sorted(values.items(), key=lambda kv: (-kv[1], kv[0])), counts)
 
 
 def viewer_counts(popularity: Popularity) -> dict[str, float]:
     """Raw viewer counts from a popularity mapping or (id, count) pairs; empty for a bare list of ids."""
+    if isinstance(popularity, NormalizedPopularity):
+        return popularity.counts
     if isinstance(popularity, Mapping):
         return {str(k): float(v) for k, v in popularity.items()}
     items = list(popularity)
@@ -107,18 +122,23 @@ def blend_neighbours(sources: Sequence[tuple[float, Neighbours]]) -> dict[str, l
 
 
 def rank(
-    history: History, neighbours: Neighbours, popularity: Popularity, config: RankConfig
+    history: History, neighbours: Neighbours, popularity: Popularity, config: RankConfig,
+    exclude: Collection[str] = (),
 ) -> list[Scored]:
-    """Up to `config.n_results` unseen movies, best first (see the module docstring for the formula)."""
-    seen: dict[str, float | None] = {}
+    """Up to `config.n_results` unseen movies, best first (see the module docstring for the formula).
+
+    `history` is what the ranking reads (the most recent N movies); `exclude` is every movie the user has
+    watched or rated, however long ago: none of them is ever returned."""
+    history_seen: dict[str, float | None] = {}
     for movie_id, rating in history:
-        seen.setdefault(movie_id, rating)
+        history_seen.setdefault(movie_id, rating)
+    seen: Collection[str] = history_seen.keys() | exclude if exclude else history_seen
 
     affinity: dict[str, float] = {}
     reason: dict[str, tuple[float, str]] = {}
     min_similarity = config.min_similarity
     get_affinity, get_reason = affinity.get, reason.get  # the inner loop runs ~1,000 times a request
-    for position, (source, rating) in enumerate(seen.items()):
+    for position, (source, rating) in enumerate(history_seen.items()):
         weight = config.weight_of(rating) * config.recency_decay**position
         if weight == 0:
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -46,6 +47,12 @@ def _answer(rec: Recommender, user_id: int) -> Outcome:
         return rec.fallback_answer("error")
 
 
+def _provenance(user_id: int, outcome: Outcome, ids: list[str]) -> None:
+    """The answer's provenance line (request id, user, version, ids)."""
+    current_app.extensions["provenance"].write(g.get("request_id") or "", user_id, outcome.version,
+                                                outcome.kind, ids)
+
+
 def _observe(rec: Recommender, outcome: Outcome) -> None:
     rec.metrics.count_request(outcome.kind)
     if outcome.kind == "fallback":
@@ -64,16 +71,20 @@ def recommend(user_id: str) -> Response:
         return invalid(exc)
     outcome = _answer(rec, uid)
     _observe(rec, outcome)
+    ids = [s.movie_id for s in outcome.items]
     if fmt == "json":
         body = jsonify({
             "user_id": uid,
             "kind": outcome.kind,
-            "ids": [s.movie_id for s in outcome.items],
+            "model_version": outcome.version,
+            "ids": ids,
             "items": [{"id": s.movie_id, "score": round(s.score, 6), "because": s.because}
                       for s in outcome.items],
         })
     else:
-        body = plain(",".join(s.movie_id for s in outcome.items))
+        body = plain(",".join(ids))
+    body.headers["X-Model-Version"] = outcome.version
+    _provenance(uid, outcome, ids)
     rec.metrics.latency.observe(time.perf_counter() - started)
     return body
 
@@ -94,10 +105,16 @@ def recommend_many() -> Response:
         log.exception("batch recommendation failed", extra={"request_id": g.get("request_id")})
         fallback = rec.fallback_answer("error")
         outcomes = {uid: fallback for uid in user_ids}
-    for outcome in outcomes.values():
+    answers: dict[str, list[str]] = {}
+    for uid, outcome in outcomes.items():
         _observe(rec, outcome)
+        answers[str(uid)] = ids = [s.movie_id for s in outcome.items]
+        _provenance(uid, outcome, ids)
     rec.metrics.latency.observe(time.perf_counter() - started)
-    return jsonify({str(uid): [s.movie_id for s in outcome.items] for uid, outcome in outcomes.items()})
+    response = jsonify(answers)
+    versions = {outcome.version for outcome in outcomes.values()}
+    response.headers["X-Model-Version"] = versions.pop() if len(versions) == 1 else rec.model.name
+    return response
 
 
 @bp.get("/similar/<movie_id>")
@@ -118,8 +135,10 @@ def similar(movie_id: str) -> Response:
     if found is None:
         return plain(f"Movie {mid} has no stored vector.", 404)
     if fmt == "json":
-        return jsonify({"movie_id": mid, "ids": [n for n, _ in found],
-                        "items": [{"id": n, "similarity": round(s, 6)} for n, s in found]})
+        # the score blends the collections' cosine similarities with the version's weights:
+        # content_weight * sim_content + collab_weight * sim_collab, each sim in [-1, 1]
+        return jsonify({"movie_id": mid, "model_version": rec.model.name, "ids": [n for n, _ in found],
+                        "items": [{"id": n, "blended_similarity": round(s, 6)} for n, s in found]})
     return plain(",".join(n for n, _ in found))
 
 
@@ -138,18 +157,29 @@ def ready() -> Response:
 
 @bp.get("/model/info")
 def model_info() -> Response:
-    """What is served: encoder, collection version, catalog size, config, build revision."""
+    """What is served: the model version and its ranking config, the encoder, the collections' versions,
+    catalog size, service config, build revision."""
     rec = recommender()
-    version: Any = None
+    model = rec.model
+    versions: dict[str, str] = {}
     size: int | None = None
     try:
-        store = rec.vectors()
-        version, size = store.version, int(store.count())
+        store = model.vectors()
+        size = int(store.count())
+        parts = getattr(store, "sources", None)
+        if parts:
+            names = [getattr(getattr(s, "settings", None), "collection", f"source{i}")
+                     for i, (_, s) in enumerate(parts)]
+            versions = {name: str(s.version) for name, (_, s) in zip(names, parts, strict=True)}
+        else:
+            versions = {getattr(getattr(store, "settings", None), "collection", "vectors"): str(store.version)}
     except Exception as exc:
         log.warning("model info without vectors", extra={"error": str(exc)[:300]})
     return jsonify({
+        "model_version": model.name,
+        "rank_config": dataclasses.asdict(model.rank),
         "encoder": rec.settings.encoder_name,
-        "collection_version": None if version is None else str(version),
+        "collection_versions": versions,
         "catalog_size": size,
         "config": rec.settings.as_dict(),
         "revision": current_app.config["REVISION"],

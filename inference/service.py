@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inference.cache import NeighbourCache, NeighbourList, PopularCache
-from inference.config import ServiceSettings
+from inference.config import RankConfig, ServiceSettings
 from inference.metrics import ServiceMetrics
 from inference.ranking import NormalizedPopularity, Scored, normalize_popularity, rank
-from inference.sources import HistorySource, VectorSource
+from inference.sources import HistorySource, VectorSource, open_version_store
+from inference.versions import UNVERSIONED, ModelWatcher, NoVersions, ServedModel, VersionSource, rank_config_of
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Outcome:
     items: list[Scored]
     kind: str
     fallback_reason: str | None = None
+    version: str = UNVERSIONED
 
 
 @dataclass
@@ -56,17 +58,17 @@ class Recommender:
 
     def __init__(self, settings: ServiceSettings, history: HistorySource,
                  vectors_factory: Callable[[], VectorSource], metrics: ServiceMetrics,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, versions: VersionSource | None = None,
+                 version_vectors: Callable[[Any, RankConfig], VectorSource] | None = None):
         self.settings = settings
         self.history_source = history
-        self._vectors_factory = vectors_factory
-        self._vectors: VectorSource | None = None
-        self._vectors_failed_at: float | None = None
-        self._vectors_lock = threading.Lock()
         self.metrics = metrics
         self._clock = clock
-        self.neighbour_cache = NeighbourCache(settings.neighbour_cache_size, settings.version_check_seconds,
-                                              clock=clock)
+        self._content_factory = vectors_factory
+        self.model = ServedModel(UNVERSIONED, settings.rank, vectors_factory, settings, clock)
+        self._version_vectors = version_vectors or open_version_store
+        self.watcher = ModelWatcher(versions or NoVersions(), self._build_model, self._install_model,
+                                    lambda: self.model, self._warm_switch, settings.model_poll_seconds)
         self.popular_cache = PopularCache(settings.popular_ttl_seconds, clock=clock,
                                           snapshot_path=settings.popular_snapshot or None)
         self.warming = False
@@ -76,6 +78,38 @@ class Recommender:
         self._ready: bool | None = None
         self._popular_normalized: tuple[list[tuple[str, int]], NormalizedPopularity] | None = None
         self.state: dict[str, DependencyState] = {"sql": DependencyState(), "vectors": DependencyState()}
+
+    # -- the model served -------------------------------------------------------------------------
+    @property
+    def neighbour_cache(self) -> NeighbourCache:
+        """The neighbour cache of the model in use."""
+        return self.model.cache
+
+    def _build_model(self, version: Any) -> ServedModel:
+        """The answering parts of a version (None: the unversioned content vectors)."""
+        if version is None:
+            return ServedModel(UNVERSIONED, self.settings.rank, self._content_factory, self.settings, self._clock)
+        rank_config = rank_config_of(version, self.settings.rank)
+        return ServedModel(version.name, rank_config, lambda: self._version_vectors(version, rank_config),
+                           self.settings, self._clock, version_id=version.id)
+
+    def _install_model(self, model: ServedModel) -> None:
+        self.model = model  # one reference assignment: a request holds either the old model or the new
+
+    def _warm_switch(self, model: ServedModel) -> int:
+        """Before a switch: open the new model's vectors and fetch the lists of the most watched movies
+        (MODEL_SWITCH_WARM of them), so the first requests on it do not all miss."""
+        count = min(self.settings.switch_warm, model.cache.max_size)
+        if count <= 0:
+            model.vectors()
+            return 0
+        ids = [m for m, _ in self.popular_cache.items[:count]] or [m for m, _ in self.history_source.popular(count)]
+        fetched = 0
+        for start in range(0, len(ids), 200):
+            _, missing = model.cache.get_many(ids[start:start + 200])
+            if missing:
+                fetched += len(self._fetch(model, missing))
+        return fetched
 
     # -- dependencies -------------------------------------------------------------------------------
     def _mark(self, name: str, exc: BaseException | None) -> None:
@@ -93,20 +127,8 @@ class Recommender:
             self.metrics.ready.set(1 if ready else 0)
 
     def vectors(self) -> VectorSource:
-        """The vector store, opened on first use in this process; reopened at most every few seconds."""
-        if self._vectors is not None:
-            return self._vectors
-        with self._vectors_lock:
-            if self._vectors is None:
-                now = self._clock()
-                if self._vectors_failed_at is not None and now - self._vectors_failed_at < 2.0:
-                    raise ConnectionError("the vector store could not be opened a moment ago")
-                try:
-                    self._vectors = self._vectors_factory()
-                except Exception:
-                    self._vectors_failed_at = now
-                    raise
-        return self._vectors
+        """The vector source of the model in use (opened on first use; retried after a short pause)."""
+        return self.model.vectors()
 
     def popular(self) -> NormalizedPopularity:
         """The cached popular list, normalized once per list; a failing reload keeps the last good one
@@ -141,22 +163,24 @@ class Recommender:
             self.popular_thread = threading.Thread(target=self._load_popular, name="popular-refresh", daemon=True)
             self.popular_thread.start()
 
-    def neighbours(self, movie_ids: Sequence[str]) -> dict[str, NeighbourList]:
-        """Neighbour lists of the ids: cached ones, plus the missing ones in one batched query."""
-        store = self.vectors()
-        self.neighbour_cache.check_version(lambda: store.version)  # drops the cache on a new collection
-        found, missing = self.neighbour_cache.get_many(movie_ids)
+    def neighbours(self, movie_ids: Sequence[str], model: ServedModel | None = None) -> dict[str, NeighbourList]:
+        """Neighbour lists of the ids in `model` (default: the one in use): cached ones, plus the missing
+        ones in one batched query."""
+        model = model or self.model
+        store = model.vectors()
+        model.cache.check_version(lambda: store.version)  # drops the cache on a new collection
+        found, missing = model.cache.get_many(movie_ids)
         self.metrics.cache_hits.inc(len(found))
         if missing:
             self.metrics.cache_misses.inc(len(missing))
-            found.update(self._fetch(store, missing))
+            found.update(self._fetch(model, missing))
         return found
 
-    def _fetch(self, store: VectorSource, movie_ids: list[str]) -> dict[str, NeighbourList]:
-        """One batched neighbour query for these ids, stored in the cache."""
-        fetched = store.neighbours(movie_ids, self.settings.neighbours_k)
+    def _fetch(self, model: ServedModel, movie_ids: list[str]) -> dict[str, NeighbourList]:
+        """One batched neighbour query for these ids, stored in the model's cache."""
+        fetched = model.vectors().neighbours(movie_ids, self.settings.neighbours_k)
         fresh = {m: NeighbourList((n, s) for n, s in fetched.get(m, []) if n != m) for m in movie_ids}
-        self.neighbour_cache.put_many(fresh)
+        model.cache.put_many(fresh)
         return fresh
 
     def warm(self, background: bool = True) -> threading.Thread | None:
@@ -192,9 +216,10 @@ class Recommender:
             for start in range(0, len(ids), 200):
                 if self._clock() - started > self.settings.warm_seconds:
                     break
-                _, missing = self.neighbour_cache.get_many(ids[start:start + 200])
+                model = self.model
+                _, missing = model.cache.get_many(ids[start:start + 200])
                 if missing:
-                    fetched += len(self._fetch(self.vectors(), missing))
+                    fetched += len(self._fetch(model, missing))
             log.info("neighbour warm-up done",
                      extra={"fetched": fetched, "seconds": round(self._clock() - started, 3)})
         except Exception as exc:
@@ -209,63 +234,73 @@ class Recommender:
         return fetched
 
     # -- answers ------------------------------------------------------------------------------------
-    def _popular_answer(self, popular: NormalizedPopularity, history: list[tuple[str, float | None]],
-                        kind: str, reason: str | None) -> Outcome:
-        return Outcome(rank(history, {}, popular, self.settings.rank), kind, reason)
+    def _history(self, user_id: int) -> tuple[list[tuple[str, float | None]], set[str]]:
+        """One round trip: the user's whole history (bounded by `exclude_limit`), most recent first. The
+        ranking reads the first `history_size`; the answer excludes all of it."""
+        rows = self.history_source.history(user_id, self.settings.exclude_limit)
+        return rows[:self.settings.history_size], {m for m, _ in rows}
+
+    def _popular_answer(self, model: ServedModel, popular: NormalizedPopularity,
+                        history: list[tuple[str, float | None]], seen: set[str], kind: str,
+                        reason: str | None) -> Outcome:
+        return Outcome(rank(history, {}, popular, model.rank, exclude=seen), kind, reason, model.name)
 
     def recommend(self, user_id: int) -> Outcome:
         """Recommendations for one user; a failing dependency gives the popular list instead."""
+        model = self.model  # taken once: the whole answer comes from one version
         popular = self.popular()
         try:
-            history = self.history_source.history(user_id, self.settings.history_size)
+            history, seen = self._history(user_id)
             self._mark("sql", None)
         except Exception as exc:
             self._mark("sql", exc)
-            return self._fallback(popular, [], classify(exc, "sql"))
-        return self._rank_history(history, popular)
+            return self._fallback(model, popular, [], set(), classify(exc, "sql"))
+        return self._rank_history(model, history, seen, popular)
 
     def recommend_many(self, user_ids: Sequence[int]) -> dict[int, Outcome]:
         """Recommendations for several users, with their missing neighbour lists fetched together."""
+        model = self.model
         popular = self.popular()
-        histories: dict[int, list[tuple[str, float | None]]] = {}
+        histories: dict[int, tuple[list[tuple[str, float | None]], set[str]]] = {}
         out: dict[int, Outcome] = {}
         for user_id in dict.fromkeys(user_ids):
             try:
-                histories[user_id] = self.history_source.history(user_id, self.settings.history_size)
+                histories[user_id] = self._history(user_id)
                 self._mark("sql", None)
             except Exception as exc:
                 self._mark("sql", exc)
-                out[user_id] = self._fallback(popular, [], classify(exc, "sql"))
+                out[user_id] = self._fallback(model, popular, [], set(), classify(exc, "sql"))
         if histories:
             # warm the cache with every user's movies in one batched query; on failure each user
             # below falls back on its own
             with contextlib.suppress(Exception):
-                self.neighbours(list(dict.fromkeys(m for h in histories.values() for m, _ in h)))
-        for user_id, history in histories.items():
-            out[user_id] = self._rank_history(history, popular)
+                self.neighbours(list(dict.fromkeys(m for h, _ in histories.values() for m, _ in h)), model)
+        for user_id, (history, seen) in histories.items():
+            out[user_id] = self._rank_history(model, history, seen, popular)
         return out
 
-    def _rank_history(self, history: list[tuple[str, float | None]],
+    def _rank_history(self, model: ServedModel, history: list[tuple[str, float | None]], seen: set[str],
                       popular: NormalizedPopularity) -> Outcome:
         if not history:
             self.metrics.cold_start.inc()
-            return self._popular_answer(popular, [], "cold_start", None)
+            return self._popular_answer(model, popular, [], seen, "cold_start", None)
         try:
-            neighbours = self.neighbours([m for m, _ in history])
+            neighbours = self.neighbours([m for m, _ in history], model)
             self._mark("vectors", None)
         except Exception as exc:
             self._mark("vectors", exc)
-            return self._fallback(popular, history, classify(exc, "vectors"))
-        return Outcome(rank(history, neighbours, popular, self.settings.rank), "personalized")
+            return self._fallback(model, popular, history, seen, classify(exc, "vectors"))
+        return Outcome(rank(history, neighbours, popular, model.rank, exclude=seen), "personalized", None,
+                       model.name)
 
-    def _fallback(self, popular: NormalizedPopularity, history: list[tuple[str, float | None]],
-                  reason: str) -> Outcome:
+    def _fallback(self, model: ServedModel, popular: NormalizedPopularity, history: list[tuple[str, float | None]],
+                  seen: set[str], reason: str) -> Outcome:
         self.metrics.fallback.labels(reason=reason).inc()
-        return self._popular_answer(popular, history, "fallback", reason)
+        return self._popular_answer(model, popular, history, seen, "fallback", reason)
 
     def fallback_answer(self, reason: str = "error") -> Outcome:
         """The in-memory popular list, for a request that failed in an unexpected way."""
-        return self._fallback(normalize_popularity(self.popular_cache.items), [], reason)
+        return self._fallback(self.model, normalize_popularity(self.popular_cache.items), [], set(), reason)
 
     def similar(self, movie_id: str, k: int) -> list[tuple[str, float]] | None:
         """Nearest movies of one movie (None when it has no vector); raises when the vectors fail."""

@@ -129,7 +129,7 @@ class BlendedVectors:
 
     @property
     def version(self) -> Any:
-        return tuple(source.version for _, source in self.sources)
+        return "+".join(str(source.version) for _, source in self.sources)
 
     def neighbours(self, movie_ids: Sequence[str], k: int) -> dict[str, list[tuple[str, float]]]:
         from inference.ranking import blend_neighbours
@@ -140,31 +140,49 @@ class BlendedVectors:
         return max(int(source.count()) for _, source in self.sources)
 
 
-def open_blended_store() -> VectorSource:
-    """The MiniLM collection and the collaborative one (`embeddings.collab_job`), weighted by
-    RANK_CONTENT_WEIGHT and RANK_COLLAB_WEIGHT (defaults in `RankConfig`). A source of weight 0 is not
-    opened; an empty collaborative collection simply contributes no neighbours."""
-    from embeddings.collab_job import collab_settings
-    from embeddings.config import EmbeddingSettings
-    from embeddings.store import VectorStore
-    from inference.config import RankConfig
-
-    rank = RankConfig.from_env()
-    settings = EmbeddingSettings.from_env()
+def blended(rank: Any, content: VectorSource | None, collab: VectorSource | None) -> VectorSource:
+    """The service's vector source for a ranking config: the content (MiniLM) and collaborative sources
+    blended with `rank.content_weight` and `rank.collab_weight`; a missing source or a zero weight is left
+    out. The one place that decides the blend, used by the service and by the gate's scoring."""
     sources: list[tuple[float, VectorSource]] = []
-    if rank.content_weight:
-        sources.append((rank.content_weight, VectorStore(settings)))
-    if rank.collab_weight:
-        sources.append((rank.collab_weight, VectorStore(collab_settings(settings))))
+    if content is not None and rank.content_weight:
+        sources.append((rank.content_weight, content))
+    if collab is not None and rank.collab_weight:
+        sources.append((rank.collab_weight, collab))
     return BlendedVectors(sources)
 
 
-DEFAULT_VECTOR_STORE = "inference.sources:open_blended_store"
+def open_content_store(settings: Any = None) -> VectorSource:
+    """What the embedding job built (the MiniLM collection, CHROMA_COLLECTION): served until the training
+    role has promoted a first version."""
+    from embeddings.config import EmbeddingSettings
+    from embeddings.store import VectorStore
+
+    return VectorStore(settings or EmbeddingSettings.from_env())
+
+
+def open_version_store(version: Any, rank: Any, settings: Any = None) -> VectorSource:
+    """A model version's vectors: its content collection and its own collaborative collection, blended
+    with its ranking config's weights (`version` is a `db_utils.model_versions.VersionRow`)."""
+    import dataclasses
+
+    from embeddings.config import EmbeddingSettings
+    from embeddings.store import VectorStore
+
+    base = settings or EmbeddingSettings.from_env()
+    content = VectorStore(dataclasses.replace(base, collection=version.content_collection)) \
+        if rank.content_weight else None
+    collab = VectorStore(dataclasses.replace(base, collection=version.collab_collection)) \
+        if rank.collab_weight and version.collab_collection else None
+    return blended(rank, content, collab)
+
+
+DEFAULT_VECTOR_STORE = "inference.sources:open_content_store"
 
 
 def open_vector_store(factory: str | None = None) -> VectorSource:
-    """The vector store named by `factory` ("module:callable"; default VECTOR_STORE_FACTORY, else the
-    embeddings package's VectorStore, built from its own settings: CHROMA_PATH or CHROMA_HOST)."""
+    """The unversioned vector store named by `factory` ("module:callable"; default VECTOR_STORE_FACTORY,
+    else the content collection the embedding job built)."""
     spec = factory or os.environ.get("VECTOR_STORE_FACTORY") or DEFAULT_VECTOR_STORE
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:

@@ -74,7 +74,7 @@ def test_flask_client_on_sqlite_and_embedded_chroma(real_app: Flask, demo: DemoS
     ready = client.get("/ready")
     assert ready.status_code == 200, ready.get_json()
     info = client.get("/model/info").get_json()
-    assert info["catalog_size"] == 96 and info["collection_version"] == "v1"
+    assert info["catalog_size"] == 96 and info["collection_versions"] == {"movies": "v1"}
     batch = client.post("/recommend", json={"user_ids": [1, demo.new_user]}).get_json()
     assert batch["1"] == ids
 

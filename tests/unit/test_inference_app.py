@@ -217,7 +217,7 @@ def test_neighbour_lists_are_cached_until_the_collection_version_changes(
 def test_similar_movies(client: FlaskClient, sources: tuple[FakeHistory, FakeVectors]) -> None:
     assert line(client.get("/similar/a+1990?k=2")) == ["a+sequel+1992", "b+1991"]
     doc = client.get("/similar/a+1990?format=json").get_json()
-    assert doc["items"][0] == {"id": "a+sequel+1992", "similarity": 0.95}
+    assert doc["items"][0] == {"id": "a+sequel+1992", "blended_similarity": 0.95}
     assert_one_sentence(client.get("/similar/unknown+2000"), 404)
     assert_one_sentence(client.get("/similar/Bad Id"), 400)
     assert_one_sentence(client.get("/similar/a+1990?k=0"), 400)
@@ -229,7 +229,7 @@ def test_health_model_info_and_openapi(client: FlaskClient) -> None:
     assert client.get("/health").get_json() == {"status": "ok"}
     info = client.get("/model/info").get_json()
     assert info["encoder"] == "sentence-transformers/all-MiniLM-L6-v2"
-    assert info["collection_version"] == "v1" and info["catalog_size"] == 4
+    assert list(info["collection_versions"].values()) == ["v1"] and info["catalog_size"] == 4
     assert info["revision"] == "test-revision"
     assert info["config"]["rank"]["n_results"] == 20 and info["config"]["history_size"] == 50
     doc = client.get("/openapi.json").get_json()

@@ -1,0 +1,283 @@
+"""The gate's scoring: one function that scores a model recipe on a temporal holdout of the store.
+
+The training role calls it to decide a promotion; `python -m evaluation offline` calls it to reproduce
+the active version's figures. Both therefore report the same numbers, from the same code as the service:
+neighbours through `inference.sources.BlendedVectors` over ChromaDB collections, `inference.ranking.rank`
+with the version's `RankConfig`, the service's history length, neighbour count and popular list size.
+
+Semantics (pure functions over plain data, the shell at the bottom):
+
+* The temporal holdout (`temporal_split`): for every user with at least `min_movies` distinct movies,
+  the most recent `holdout_fraction` of them by first interaction time (at least one; ties by movie id)
+  are held out; everything before that user's cutoff is held in. Users below `min_movies` stay held in
+  and are not scored. Only events up to `until` (the version's watermark) take part, so the split can be
+  rebuilt later from a store that kept growing.
+* A recipe (collaborative config + ranking config) is fitted on the held-in pairs only (a temporary
+  collection), scored, and the temporary collection dropped; the version then serves the same recipe
+  fitted on the whole store at the watermark (docs/evaluation.md says why).
+* The popular list is the held-in viewer counts of watched movies (as `db_utils.queries.popular_movies`).
+* Metrics over the scored users (a seeded sample of at most `max_users`): hit rate at 10 and 20 (a
+  held-out movie among the first k), recall at 20, NDCG at 20 (binary relevance), MRR of the first
+  hit, global coverage (distinct recommended movies / movies in the store), with the hit rate's
+  standard error.
+* `decide`: promote when the candidate's hit rate at 20 beats most popular's and is not below the
+  active version's by more than `tolerance` (absolute); the first version needs to beat most popular only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from evaluation import metrics
+
+Event = tuple[int, str, datetime, datetime, int | None, bool]
+"""(user_id, movie_id, first time, last time, rating or None, watched) as `interaction_events` gives."""
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """How the gate splits and decides (every field is a TRAIN_* setting of the training role).
+
+    holdout_fraction: share of each user's most recent distinct movies held out (0.2).
+    min_movies: users with fewer distinct movies are not scored (2).
+    max_users: score a seeded sample of at most this many users (2,000: the figure's standard error is
+        about 1 point at a 15% hit rate; the cost stays bounded on a million-user store).
+    tolerance: how far (absolute hit rate at 20) a candidate may fall below the active version (0.01).
+    seed: seeds the user sample.
+    """
+
+    holdout_fraction: float = 0.2
+    min_movies: int = 2
+    max_users: int = 2000
+    tolerance: float = 0.01
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.holdout_fraction < 1.0:
+            raise ValueError("the holdout fraction must be between 0 and 1 (exclusive).")
+        if self.min_movies < 2:
+            raise ValueError("min_movies must be at least 2 (a scored user needs a history and a target).")
+        if self.max_users < 1:
+            raise ValueError("max_users must be at least 1.")
+        if self.tolerance < 0:
+            raise ValueError("the tolerance must not be negative.")
+
+
+@dataclass(frozen=True)
+class TemporalSplit:
+    """The held-in events, each scored user's held-out movies and the cutoffs."""
+
+    held_in: list[Event]
+    held_out: dict[int, list[str]]
+    users: list[int]
+    until: datetime | None = None
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------------ pure
+
+
+def temporal_split(events: Iterable[Event], config: GateConfig, until: datetime | None = None) -> TemporalSplit:
+    """Each user's most recent `holdout_fraction` of distinct movies held out (see the module docstring)."""
+    by_user: dict[int, list[Event]] = {}
+    for event in events:
+        if until is not None and event[2] > until:
+            continue
+        by_user.setdefault(event[0], []).append(event)
+    held_in: list[Event] = []
+    held_out: dict[int, list[str]] = {}
+    for user, rows in by_user.items():
+        if len(rows) < config.min_movies:
+            held_in.extend(rows)
+            continue
+        rows.sort(key=lambda e: (e[2], e[1]))
+        n_out = max(1, math.floor(config.holdout_fraction * len(rows)))
+        held_in.extend(rows[:-n_out])
+        held_out[user] = [e[1] for e in rows[-n_out:]]
+    eligible = sorted(held_out)
+    users = eligible
+    if len(eligible) > config.max_users:
+        rng = np.random.default_rng(config.seed)
+        users = sorted(int(u) for u in rng.choice(eligible, size=config.max_users, replace=False))
+    held_in.sort(key=lambda e: (e[0], e[1]))
+    return TemporalSplit(held_in, {u: held_out[u] for u in users}, users, until,
+                         {"events": sum(len(r) for r in by_user.values()), "held_in": len(held_in),
+                          "eligible_users": len(eligible), "scored_users": len(users)})
+
+
+def histories(held_in: Iterable[Event], users: Iterable[int], limit: int | None = None
+              ) -> tuple[dict[int, list[tuple[str, int | None]]], dict[int, set[str]]]:
+    """Per user: the held-in movies most recent first (by last time, ties by id, as the service's
+    history query orders them), cut to `limit`, and the whole held-in set (what the answer excludes)."""
+    wanted = set(users)
+    rows: dict[int, list[Event]] = {}
+    for event in held_in:
+        if event[0] in wanted:
+            rows.setdefault(event[0], []).append(event)
+    ordered: dict[int, list[tuple[str, int | None]]] = {}
+    seen: dict[int, set[str]] = {}
+    for user in wanted:
+        mine = sorted(rows.get(user, []), key=lambda e: e[1])
+        mine.sort(key=lambda e: e[3], reverse=True)
+        ordered[user] = [(e[1], e[4]) for e in (mine if limit is None else mine[:limit])]
+        seen[user] = {e[1] for e in mine}
+    return ordered, seen
+
+
+def popular(held_in: Iterable[Event], limit: int) -> list[tuple[str, int]]:
+    """Movies by distinct viewers of their watched rows, most first, ties by id (`popular_movies`' rule)."""
+    counts: dict[str, int] = {}
+    for event in held_in:
+        if event[5]:
+            counts[event[1]] = counts.get(event[1], 0) + 1
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+
+
+def score_lists(recs: Mapping[int, Sequence[str]], held_out: Mapping[int, Sequence[str]],
+                store_movies: int) -> dict[str, Any]:
+    """The gate's metrics of recommendation lists against each user's held-out movies."""
+    users = sorted(held_out)
+    hits20: list[float] = []
+    hits10: list[float] = []
+    recall: list[float] = []
+    ndcg: list[float] = []
+    rr: list[float] = []
+    shown: set[str] = set()
+    for user in users:
+        targets = set(held_out[user])
+        listed = list(recs.get(user, ()))[:20]
+        shown.update(listed)
+        ranks = [i for i, movie in enumerate(listed) if movie in targets]
+        hits20.append(1.0 if ranks else 0.0)
+        hits10.append(1.0 if ranks and ranks[0] < 10 else 0.0)
+        recall.append(len(ranks) / min(20, len(targets)))
+        ideal = sum(1.0 / math.log2(i + 2) for i in range(min(20, len(targets))))
+        ndcg.append(sum(1.0 / math.log2(i + 2) for i in ranks) / ideal)
+        rr.append(1.0 / (ranks[0] + 1) if ranks else 0.0)
+    n = len(users)
+
+    def mean(values: list[float]) -> float:
+        return round(float(np.mean(values)), 6) if values else 0.0
+
+    rate = float(np.mean(hits20)) if hits20 else 0.0
+    return {
+        "users": n,
+        "hit_rate_at_20": round(rate, 6),
+        "hit_rate_at_20_se": round(math.sqrt(rate * (1 - rate) / n), 6) if n else 0.0,
+        "hit_rate_at_10": mean(hits10),
+        "recall_at_20": mean(recall),
+        "ndcg_at_20": mean(ndcg),
+        "mrr": mean(rr),
+        "coverage_global": round(len(shown) / store_movies, 6) if store_movies else 0.0,
+    }
+
+
+def decide(candidate: Mapping[str, Any], most_popular: Mapping[str, Any], active: Mapping[str, Any] | None,
+           tolerance: float) -> tuple[bool, str]:
+    """(promote?, reason) by the gate's rule on hit rate at 20 (module docstring)."""
+    ours, pop = candidate["hit_rate_at_20"], most_popular["hit_rate_at_20"]
+    if candidate.get("users", 0) == 0:
+        return False, "no user could be scored: the store has no user with two or more movies"
+    if ours <= pop:
+        return False, f"hit rate at 20 {ours:.4f} does not beat most popular's {pop:.4f}"
+    if active is not None and ours < active["hit_rate_at_20"] - tolerance:
+        return False, (f"hit rate at 20 {ours:.4f} is more than {tolerance:.4f} below the active version's "
+                       f"{active['hit_rate_at_20']:.4f}")
+    against = "" if active is None else f", active version {active['hit_rate_at_20']:.4f}"
+    return True, f"hit rate at 20 {ours:.4f} beats most popular {pop:.4f}{against}"
+
+
+def rank_lists(user_histories: Mapping[int, Sequence[tuple[str, int | None]]], seen: Mapping[int, set[str]],
+               neighbours: Mapping[str, Sequence[tuple[str, float]]], popular_list: Sequence[tuple[str, int]],
+               rank_config: Any) -> dict[int, list[str]]:
+    """The service's ranking for every user (the same `rank`, exclusion included)."""
+    from inference.ranking import normalize_popularity, rank
+
+    pop = normalize_popularity(popular_list)
+    return {u: [s.movie_id for s in rank(h, neighbours, pop, rank_config, exclude=seen.get(u, ()))]
+            for u, h in user_histories.items()}
+
+
+def popular_lists(seen: Mapping[int, set[str]], popular_list: Sequence[tuple[str, int]], n: int = 20
+                  ) -> dict[int, list[str]]:
+    """Most popular: the first `n` held-in popular movies each user has not seen."""
+    return {u: [m for m, _ in popular_list if m not in s][:n] for u, s in seen.items()}
+
+
+# ----------------------------------------------------------------------------------------------- shell
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a version is made of besides data: the collaborative fit's config and the ranking's."""
+
+    collab: Any
+    rank: Any
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"collab": dataclasses.asdict(self.collab), "rank": dataclasses.asdict(self.rank)}
+
+
+def fetch_neighbours(source: Any, movie_ids: Sequence[str], k: int, chunk: int = 500
+                     ) -> dict[str, list[tuple[str, float]]]:
+    """Neighbour lists of the ids through a `VectorSource`, in batches (as the service's misses)."""
+    out: dict[str, list[tuple[str, float]]] = {}
+    ids = sorted(set(movie_ids))
+    for start in range(0, len(ids), chunk):
+        part = ids[start:start + chunk]
+        found = source.neighbours(part, k)
+        out.update({m: [(n, s) for n, s in found.get(m, []) if n != m] for m in part})
+    return out
+
+
+def score_source(split: TemporalSplit, source: Any, rank_config: Any, *, history_size: int, neighbours_k: int,
+                 popular_size: int, store_movies: int) -> dict[str, Any]:
+    """Score one vector source + ranking config on the split, exactly as the service would answer."""
+    user_histories, seen = histories(split.held_in, split.users, history_size)
+    popular_list = popular(split.held_in, popular_size)
+    wanted = {m for h in user_histories.values() for m, _ in h}
+    neighbours = fetch_neighbours(source, sorted(wanted), neighbours_k)
+    return score_lists(rank_lists(user_histories, seen, neighbours, popular_list, rank_config), split.held_out,
+                       store_movies)
+
+
+def score_most_popular(split: TemporalSplit, *, popular_size: int, store_movies: int) -> dict[str, Any]:
+    """Most popular on the same split (the held-in popular list, unseen movies only)."""
+    _, seen = histories(split.held_in, split.users)
+    return score_lists(popular_lists(seen, popular(split.held_in, popular_size)), split.held_out, store_movies)
+
+
+def score_recipe(split: TemporalSplit, recipe: Recipe, *, content: Any, make_collab: Callable[[], Any],
+                 fit: Callable[[list[tuple[int, str]], Any], tuple[list[str], np.ndarray]], service: Any,
+                 store_movies: int) -> dict[str, Any]:
+    """Fit the recipe's collaborative vectors on the held-in pairs into the store `make_collab()` gives (a
+    temporary collection, emptied first), blend them with `content` as the service does, and score."""
+    from inference.sources import blended
+
+    pairs = sorted({(e[0], e[1]) for e in split.held_in})
+    ids, vectors = fit(pairs, recipe.collab)
+    collab = make_collab()
+    stale = sorted(collab.ids())
+    if stale:
+        collab.delete(stale)
+    if ids:
+        collab.upsert(ids, vectors)
+    collab.stamp_version()
+    source = blended(recipe.rank, content, collab)
+    return score_source(split, source, recipe.rank, history_size=service.history_size,
+                        neighbours_k=service.neighbours_k, popular_size=service.popular_size,
+                        store_movies=store_movies)
+
+
+def report_markdown(report: Mapping[str, Any]) -> str:
+    """The gate's figures as a Markdown table: candidate, active version, most popular."""
+    rows = {name: value for name, value in report.items() if isinstance(value, Mapping) and "hit_rate_at_20" in value}
+    return metrics.markdown_table(rows, columns=("users", "hit_rate_at_20", "hit_rate_at_10", "recall_at_20",
+                                                 "ndcg_at_20", "mrr", "coverage_global"))
