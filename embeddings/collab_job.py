@@ -53,6 +53,37 @@ def collab_config_from_env(env: dict[str, str] | None = None) -> CollabConfig:
     return CollabConfig(**values)
 
 
+def fit_pairs(pairs: list[tuple[int, str]], config: CollabConfig) -> tuple[list[str], Any]:
+    """The collaborative fit of (user, movie) pairs: unit item vectors of the movies it can place."""
+    return item_vectors(interaction_matrix(pairs), config)
+
+
+def replace_vectors(store: VectorStore, ids: list[str], vectors: Any) -> tuple[str, int]:
+    """Make the collection hold exactly these vectors (others deleted) and stamp a new version;
+    returns (version, deleted)."""
+    store.mark_dirty()
+    gone = sorted(store.ids() - set(ids))
+    if gone:
+        store.delete(gone)
+    if ids:
+        store.upsert(ids, vectors)
+    return store.stamp_version(), len(gone)
+
+
+def drop_collection(settings: EmbeddingSettings, name: str) -> bool:
+    """Delete the collection `name` where `settings` point (embedded path or server); False if absent."""
+    from embeddings.store import make_client
+
+    client = make_client(settings)
+    try:
+        client.delete_collection(name)
+    except Exception as exc:  # chromadb raises NotFoundError / ValueError for a missing collection
+        if "does not exist" in str(exc).lower() or "not found" in str(exc).lower():
+            return False
+        raise
+    return True
+
+
 def build_collab(engine: Engine, store: VectorStore, config: CollabConfig | None = None) -> dict[str, Any]:
     """Factorise the store's user-item matrix and replace the collection's vectors; return a summary."""
     started = time.perf_counter()
@@ -61,16 +92,11 @@ def build_collab(engine: Engine, store: VectorStore, config: CollabConfig | None
         raise ValueError("the SQL store has no schema: run `python -m db_utils migrate` first.")
     with engine.connect() as conn:
         pairs = queries.interaction_pairs(conn)
-    interactions = interaction_matrix(pairs)
-    ids, vectors = item_vectors(interactions, config)
-    store.mark_dirty()
-    gone = sorted(store.ids() - set(ids))
-    if gone:
-        store.delete(gone)
-    store.upsert(ids, vectors)
-    version = store.stamp_version()
-    summary = {"users": len(interactions.users), "movies": len(ids), "pairs": len(pairs), "dim": int(vectors.shape[1]),
-               "deleted": len(gone), "version": version, "seconds": round(time.perf_counter() - started, 3)}
+    ids, vectors = fit_pairs(pairs, config)
+    version, deleted = replace_vectors(store, ids, vectors)
+    summary = {"users": len({u for u, _ in pairs}), "movies": len(ids), "pairs": len(pairs),
+               "dim": int(vectors.shape[1]), "deleted": deleted, "version": version,
+               "seconds": round(time.perf_counter() - started, 3)}
     log.info(json.dumps({"event": "collab_done", **summary}))
     return summary
 

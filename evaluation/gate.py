@@ -16,10 +16,10 @@ Semantics (pure functions over plain data, the shell at the bottom):
   collection), scored, and the temporary collection dropped; the version then serves the same recipe
   fitted on the whole store at the watermark (docs/evaluation.md says why).
 * The popular list is the held-in viewer counts of watched movies (as `db_utils.queries.popular_movies`).
-* Metrics over the scored users (a seeded sample of at most `max_users`): hit rate at 10 and 20 (a
-  held-out movie among the first k), recall at 20, NDCG at 20 (binary relevance), MRR of the first
-  hit, global coverage (distinct recommended movies / movies in the store), with the hit rate's
-  standard error.
+* Metrics over the scored users (a seeded sample of at most `max_users`): hit rate at 10 and 20 (per
+  user, held-out movies found among the first k over min(k, held-out count)), the share of users with
+  a hit, NDCG at 20 (binary relevance), MRR of the first hit, global coverage (distinct recommended movies /
+  movies in the store), with the hit rate's standard error (users as units).
 * `decide`: promote when the candidate's hit rate at 20 beats most popular's and is not below the
   active version's by more than `tolerance` (absolute); the first version needs to beat most popular only.
 """
@@ -142,11 +142,17 @@ def popular(held_in: Iterable[Event], limit: int) -> list[tuple[str, int]]:
 
 def score_lists(recs: Mapping[int, Sequence[str]], held_out: Mapping[int, Sequence[str]],
                 store_movies: int) -> dict[str, Any]:
-    """The gate's metrics of recommendation lists against each user's held-out movies."""
+    """The gate's metrics of recommendation lists against each user's held-out movies.
+
+    hit_rate_at_k: per user, the held-out movies found in the first k divided by min(k, held-out count),
+    averaged over users (users are the units; its standard error is over users): the figure the gate
+    decides on, and the "hit rate" of a split that holds out several movies per user;
+    user_hit_rate_at_20: the share of users with at least one held-out movie in their 20; ndcg_at_20
+    (binary relevance) and mrr (first hit): means over users."""
     users = sorted(held_out)
-    hits20: list[float] = []
-    hits10: list[float] = []
-    recall: list[float] = []
+    hit20: list[float] = []
+    hit10: list[float] = []
+    any20: list[float] = []
     ndcg: list[float] = []
     rr: list[float] = []
     shown: set[str] = set()
@@ -155,24 +161,25 @@ def score_lists(recs: Mapping[int, Sequence[str]], held_out: Mapping[int, Sequen
         listed = list(recs.get(user, ()))[:20]
         shown.update(listed)
         ranks = [i for i, movie in enumerate(listed) if movie in targets]
-        hits20.append(1.0 if ranks else 0.0)
-        hits10.append(1.0 if ranks and ranks[0] < 10 else 0.0)
-        recall.append(len(ranks) / min(20, len(targets)))
+        hit20.append(len(ranks) / min(20, len(targets)))
+        hit10.append(sum(1 for i in ranks if i < 10) / min(10, len(targets)))
+        any20.append(1.0 if ranks else 0.0)
         ideal = sum(1.0 / math.log2(i + 2) for i in range(min(20, len(targets))))
         ndcg.append(sum(1.0 / math.log2(i + 2) for i in ranks) / ideal)
         rr.append(1.0 / (ranks[0] + 1) if ranks else 0.0)
     n = len(users)
 
-    def mean(values: list[float]) -> float:
-        return round(float(np.mean(values)), 6) if values else 0.0
+    def mean(values: Sequence[float]) -> float:
+        return round(float(np.mean(values)), 6) if len(values) else 0.0
 
-    rate = float(np.mean(hits20)) if hits20 else 0.0
+    se = float(np.std(hit20, ddof=1) / math.sqrt(n)) if n > 1 else 0.0
     return {
         "users": n,
-        "hit_rate_at_20": round(rate, 6),
-        "hit_rate_at_20_se": round(math.sqrt(rate * (1 - rate) / n), 6) if n else 0.0,
-        "hit_rate_at_10": mean(hits10),
-        "recall_at_20": mean(recall),
+        "held_out": sum(len(held_out[u]) for u in users),
+        "hit_rate_at_20": mean(hit20),
+        "hit_rate_at_20_se": round(se, 6),
+        "hit_rate_at_10": mean(hit10),
+        "user_hit_rate_at_20": mean(any20),
         "ndcg_at_20": mean(ndcg),
         "mrr": mean(rr),
         "coverage_global": round(len(shown) / store_movies, 6) if store_movies else 0.0,
@@ -279,5 +286,5 @@ def score_recipe(split: TemporalSplit, recipe: Recipe, *, content: Any, make_col
 def report_markdown(report: Mapping[str, Any]) -> str:
     """The gate's figures as a Markdown table: candidate, active version, most popular."""
     rows = {name: value for name, value in report.items() if isinstance(value, Mapping) and "hit_rate_at_20" in value}
-    return metrics.markdown_table(rows, columns=("users", "hit_rate_at_20", "hit_rate_at_10", "recall_at_20",
+    return metrics.markdown_table(rows, columns=("users", "hit_rate_at_20", "hit_rate_at_10", "user_hit_rate_at_20",
                                                  "ndcg_at_20", "mrr", "coverage_global"))

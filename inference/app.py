@@ -8,8 +8,6 @@ reaches a caller. Dependencies open lazily in the serving process, so gunicorn m
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -18,6 +16,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from core.revision import code_revision
 from inference.config import ServiceSettings
 from inference.logs import access_line, request_id, setup_logging
 from inference.metrics import ServiceMetrics, init_metrics
@@ -36,19 +35,6 @@ SENTENCES = {
     413: "The request body is too large.",
     415: "The request body must be JSON.",
 }
-
-
-def build_revision() -> str:
-    """GIT_SHA from the environment (set at image build), else `git rev-parse HEAD`, else 'unknown'."""
-    sha = os.environ.get("GIT_SHA", "").strip()
-    if sha:
-        return sha
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=2,
-                             cwd=os.path.dirname(os.path.abspath(__file__)), check=True)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def _ready_probe(rec: Recommender, cache_seconds: float) -> Callable[[], dict[str, Any]]:
@@ -88,7 +74,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config.update(test_config)
     settings: ServiceSettings = app.config["SETTINGS"] or ServiceSettings.from_env()
     app.config["SETTINGS"] = settings
-    app.config["REVISION"] = app.config["REVISION"] or build_revision()
+    app.config["REVISION"] = app.config["REVISION"] or code_revision()
 
     metrics = init_metrics(app)
     history = app.config["HISTORY_SOURCE"] or SqlHistorySource(app.config["DATABASE_URL"])
