@@ -16,9 +16,11 @@ arms stays), but it invalidates the experiment's statistics: start a new experim
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 SHARE_TOLERANCE = 1e-9
 _SCALE = 2.0**64
@@ -45,13 +47,19 @@ def validate_arms(arms: Sequence[tuple[str, float]]) -> None:
         raise ValueError(f"arm shares must sum to 1, got {total!r}")
 
 
+def assigner(experiment_id: str, arms: Sequence[tuple[str, float]]) -> Callable[[int], str]:
+    """``assign`` for one experiment with the shares checked and the cut points computed once (the
+    service's per-request path)."""
+    validate_arms(arms)
+    names = [name for name, _ in arms]
+    cuts = list(itertools.accumulate(share for _, share in arms))[:-1]  # the last arm takes the rest of [0, 1)
+
+    def arm_of(user_id: int) -> str:
+        return names[bisect.bisect_right(cuts, bucket(experiment_id, user_id))]
+
+    return arm_of
+
+
 def assign(experiment_id: str, user_id: int, arms: Sequence[tuple[str, float]]) -> str:
     """The name of the arm that answers ``user_id`` in ``experiment_id``; ``arms`` is [(name, share)]."""
-    validate_arms(arms)
-    point = bucket(experiment_id, user_id)
-    cumulative = 0.0
-    for name, share in arms:
-        cumulative += share
-        if point < cumulative:
-            return name
-    return arms[-1][0]  # the shares sum to 1 within the tolerance: a point past the last cut is the last arm's
+    return assigner(experiment_id, arms)(user_id)

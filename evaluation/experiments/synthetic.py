@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from core.assignment import assign
+from core.assignment import assigner
 
 START = datetime(2026, 3, 1)
 
@@ -39,25 +39,34 @@ def simulate(experiment: str, arms: Sequence[tuple[str, float]], conversion: Map
     """Users 1..``users`` assigned to ``arms`` in ``experiment``; each arm's users convert with the
     probability ``conversion[arm]``."""
     rng = np.random.default_rng(seed)
+    arm_of = assigner(experiment, arms)
     versions = versions or {a: a for a, _ in arms}
     served: list[dict[str, Any]] = []
     watched: list[dict[str, Any]] = []
     ratings: list[dict[str, Any]] = []
-    for user in range(1, users + 1):
-        arm = assign(experiment, user, arms)
-        lists = [[f"{arm}-{user}-{day}-{k}" for k in range(3)] for day in range(days)]
-        for day, ids in enumerate(lists):
-            served.append({
-                "user_id": user, "ts": start + timedelta(days=day, minutes=int(rng.integers(0, 600))),
-                "arm": arm, "model_version": versions[arm], "movie_ids": ids,
-                "latency_ms": float(rng.gamma(4.0, (latency_ms or {}).get(arm, 10.0) / 4.0)),
-                "fallback": bool(rng.random() < (fallback or {}).get(arm, 0.0)), "status": 200,
-            })
-        if rng.random() < conversion[arm]:
-            row = served[-1 - int(rng.integers(0, days))]
-            movie = row["movie_ids"][int(rng.integers(0, len(row["movie_ids"])))]
-            ts = row["ts"] + timedelta(minutes=int(rng.integers(1, 600)))
-            watched.append({"user_id": user, "movie_id": movie, "first_ts": ts,
-                            "max_minute": int(rng.integers(1, 120))})
-            ratings.append({"user_id": user, "movie_id": movie, "rating": int(rng.integers(1, 6)), "ts": ts})
+    offsets = rng.integers(0, 600, size=(users, days)).tolist()  # minutes after midnight of each day's list
+    latency = rng.gamma(4.0, 0.25, size=(users, days)).tolist()  # mean 1, scaled by the arm's mean
+    coins = rng.random(size=(users, days)).tolist()
+    draws = rng.random(users).tolist()
+    which = rng.integers(0, days, size=users).tolist()
+    movie = rng.integers(0, 3, size=users).tolist()
+    after = rng.integers(1, 600, size=users).tolist()
+    minutes = rng.integers(1, 120, size=users).tolist()
+    stars = rng.integers(1, 6, size=users).tolist()
+    for i in range(users):
+        user = i + 1
+        arm = arm_of(user)
+        mean_latency = (latency_ms or {}).get(arm, 10.0)
+        fallback_share = (fallback or {}).get(arm, 0.0)
+        rows = [{"user_id": user, "ts": start + timedelta(days=day, minutes=offsets[i][day]), "arm": arm,
+                 "model_version": versions[arm], "movie_ids": [f"{arm}-{user}-{day}-{k}" for k in range(3)],
+                 "latency_ms": latency[i][day] * mean_latency, "fallback": coins[i][day] < fallback_share,
+                 "status": 200} for day in range(days)]
+        served.extend(rows)
+        if draws[i] < conversion[arm]:
+            row = rows[which[i]]
+            ts = row["ts"] + timedelta(minutes=after[i])
+            watched.append({"user_id": user, "movie_id": row["movie_ids"][movie[i]], "first_ts": ts,
+                            "max_minute": minutes[i]})
+            ratings.append({"user_id": user, "movie_id": row["movie_ids"][movie[i]], "rating": stars[i], "ts": ts})
     return SyntheticData(served, watched, ratings, as_of=start + timedelta(days=days + 1))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from core.assignment import assign, bucket
+from core.assignment import assign, assigner, bucket
 
 REPO = Path(__file__).resolve().parents[2]
 ARMS = [("control", 0.5), ("treatment", 0.5)]
@@ -39,6 +39,13 @@ def test_assignment_is_sticky():
     first = [assign("exp-sticky", u, CANARY) for u in IDS]
     again = [assign("exp-sticky", u, CANARY) for u in reversed(IDS)]
     assert first == list(reversed(again))
+
+
+def test_the_prepared_assigner_agrees_with_assign():
+    arm_of = assigner("exp-fast", THREE)
+    assert [arm_of(u) for u in IDS] == [assign("exp-fast", u, THREE) for u in IDS]
+    with pytest.raises(ValueError, match="sum to 1"):
+        assigner("exp-fast", [("a", 0.3)])
 
 
 def test_points_lie_in_the_unit_interval_and_depend_on_the_experiment():
