@@ -26,7 +26,8 @@ Per arm: ``users`` (distinct users served any answer: the count the sample-ratio
 ``fallback_share`` (fallback answers / answers), ``p95_latency_ms`` (numpy's linear percentile over the
 answers) and ``model_version`` (the version that served most of the arm's answers). A user served by more
 than one arm (shares changed mid-experiment, or a bug) would contaminate both: such users are left out of
-every arm and counted in ``users_in_several_arms``.
+every arm's user figures and counted in ``users_in_several_arms``; the answer figures (answers, fallback
+share, latency, version) count every answer an arm served, theirs too.
 """
 
 from __future__ import annotations
