@@ -20,6 +20,7 @@ import bisect
 import hashlib
 import itertools
 import math
+import numbers
 from collections.abc import Callable, Sequence
 
 SHARE_TOLERANCE = 1e-9
@@ -40,7 +41,7 @@ def validate_arms(arms: Sequence[tuple[str, float]]) -> None:
     if len(set(names)) != len(names):
         raise ValueError(f"arm names must be distinct, got {names}")
     for name, share in arms:
-        if not (isinstance(share, int | float) and math.isfinite(share) and share > 0):
+        if isinstance(share, bool) or not (isinstance(share, numbers.Real) and math.isfinite(share) and share > 0):
             raise ValueError(f"the share of arm {name!r} must be a positive number, got {share!r}")
     total = math.fsum(share for _, share in arms)
     if abs(total - 1.0) > SHARE_TOLERANCE:

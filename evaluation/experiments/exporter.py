@@ -14,6 +14,7 @@ experiment's series go with `forget`. Alert rules: monitoring/prometheus/experim
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,22 +29,25 @@ _NAMES = {
                    "movie within the window", ("experiment", "arm", "model_version")),
     "users": ("experiment_users", "Users an experiment's arm served", ("experiment", "arm")),
 }
-_gauges: dict[int, dict[str, Gauge]] = {}
-_series: dict[tuple[int, str], list[tuple[str, tuple[str, ...]]]] = {}
+# Per registry (weakly held: a registry that is dropped takes its entries along, and a new one at the same
+# address starts afresh): its gauges, and the label sets each experiment has set in them.
+_gauges: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, Gauge]] = weakref.WeakKeyDictionary()
+_series: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, list[tuple[str, tuple[str, ...]]]]] = \
+    weakref.WeakKeyDictionary()
 
 
 def gauges(registry: CollectorRegistry = REGISTRY) -> dict[str, Gauge]:
     """The four gauges in ``registry`` (created once per registry)."""
-    key = id(registry)
-    if key not in _gauges:
-        _gauges[key] = {k: Gauge(name, doc, labels, registry=registry) for k, (name, doc, labels) in _NAMES.items()}
-    return _gauges[key]
+    if registry not in _gauges:
+        _gauges[registry] = {k: Gauge(name, doc, labels, registry=registry)
+                             for k, (name, doc, labels) in _NAMES.items()}
+    return _gauges[registry]
 
 
 def forget(experiment: str, registry: CollectorRegistry = REGISTRY) -> None:
     """Remove every series of ``experiment`` from ``registry``."""
     g = gauges(registry)
-    for kind, labels in _series.pop((id(registry), experiment), []):
+    for kind, labels in _series.get(registry, {}).pop(experiment, []):
         g[kind].remove(*labels)
 
 
@@ -63,4 +67,4 @@ def update_gauges(report: Mapping[str, Any], registry: CollectorRegistry = REGIS
     for arm, m in report["arms"].items():
         put("conversion", (experiment, arm, str(m["model_version"] or "")), float(m["conversion_rate"]))
         put("users", (experiment, arm), float(m["users"]))
-    _series[(id(registry), experiment)] = series
+    _series.setdefault(registry, {})[experiment] = series

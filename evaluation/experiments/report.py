@@ -9,6 +9,10 @@ minutes and ratings; the sample-ratio check over all arms; ``treatment_worse`` (
 significantly worse); and, when a canary rule is given, its decision. Times are ISO 8601 strings; the
 report holds counts and summaries only (no per-user rows), so it can be stored and compared.
 `render_text` prints it as a table.
+
+Several treatments are each compared with control at ``alpha`` with no correction: with k treatments the
+chance that some comparison is falsely significant grows to about k·alpha; pass ``alpha / k`` (Bonferroni)
+for a family-wise level.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 from scipy import stats
 
@@ -87,6 +88,8 @@ def test_unknown_and_cold_start_ids_are_assigned_like_any_other():
     ([("a", 0.0), ("b", 1.0)], "positive"),
     ([("a", float("nan")), ("b", 1.0)], "positive"),
     ([("a", 0.5), ("a", 0.5)], "distinct"),
+    ([("a", True)], "positive"),
+    ([("a", "1")], "positive"),
 ])
 def test_bad_shares_are_refused_in_one_sentence(arms, message):
     with pytest.raises(ValueError, match=message):
@@ -95,3 +98,4 @@ def test_bad_shares_are_refused_in_one_sentence(arms, message):
 
 def test_shares_within_the_tolerance_are_accepted():
     assert assign("exp", 1, [("a", 0.1), ("b", 0.2), ("c", 0.7)]) in {"a", "b", "c"}  # 0.1+0.2+0.7 != 1.0 exactly
+    assert assign("exp", 1, [("a", np.float32(0.25)), ("b", 0.75)]) in {"a", "b"}

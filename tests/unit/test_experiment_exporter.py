@@ -49,3 +49,11 @@ def test_an_update_replaces_the_experiments_series_and_leaves_others():
     forget("exp-1", registry)
     assert value("experiment_treatment_worse", {"experiment": "exp-1"}) is None
     assert value("experiment_users", {"experiment": "exp-2", "arm": "control"}) is not None
+
+
+def test_a_new_registry_gets_its_own_gauges():
+    for _ in range(3):  # a dropped registry's address may be reused: each new one must start afresh
+        registry = CollectorRegistry()
+        update_gauges(a_report("exp-1", worse=False), registry)
+        assert registry.get_sample_value("experiment_treatment_worse", {"experiment": "exp-1"}) == 0.0
+        del registry
