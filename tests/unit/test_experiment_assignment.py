@@ -99,3 +99,13 @@ def test_bad_shares_are_refused_in_one_sentence(arms, message):
 def test_shares_within_the_tolerance_are_accepted():
     assert assign("exp", 1, [("a", 0.1), ("b", 0.2), ("c", 0.7)]) in {"a", "b", "c"}  # 0.1+0.2+0.7 != 1.0 exactly
     assert assign("exp", 1, [("a", np.float32(0.25)), ("b", 0.75)]) in {"a", "b"}
+
+
+def test_core_assignment_imports_no_other_package_of_the_project():
+    """The service imports it on every worker: it must not pull evaluation, statsmodels or the store."""
+    code = ("import sys, core.assignment; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'db_utils', 'data_parsing', 'embeddings', "
+            "'inference', 'evaluation', 'training', 'numpy', 'scipy', 'statsmodels'}))")
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
