@@ -24,6 +24,8 @@ from tests.fixtures.prometheus import (
 from tests.fixtures.services import require_binary
 from tests.fixtures.tools import run
 
+EXPERIMENT_RULES = MONITORING / "prometheus" / "experiments.yml"
+RULE_FILES = (ALERT_RULES, EXPERIMENT_RULES)
 RULE_TESTS = sorted((MONITORING / "prometheus" / "tests").glob("*.yml"))
 REQUIRED_ALERTS = {
     "RecommenderServiceDown",
@@ -34,13 +36,16 @@ REQUIRED_ALERTS = {
     "ParserStalled",
     "ParserRejectedLinesHigh",
     "ContainerMemoryGrowing",
+    "ExperimentTreatmentWorse",
+    "ExperimentSampleRatioMismatch",
 }
 
 
 def alerts() -> dict[str, dict]:
     return {
         rule["alert"]: rule
-        for group in load_yaml(ALERT_RULES)["groups"]
+        for path in RULE_FILES
+        for group in load_yaml(path)["groups"]
         for rule in group["rules"]
         if "alert" in rule
     }
@@ -50,9 +55,11 @@ def test_promtool_checks_the_config_and_its_rules():
     promtool = require_binary("promtool")
     done = run([promtool, "check", "config", str(PROMETHEUS_CONFIG)])
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 1 rule files found" in done.stdout
-    done = run([promtool, "check", "rules", str(ALERT_RULES)])
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"SUCCESS: {len(RULE_FILES)} rule files found" in done.stdout
+    assert load_yaml(PROMETHEUS_CONFIG)["rule_files"] == [path.name for path in RULE_FILES]
+    for path in RULE_FILES:
+        done = run([promtool, "check", "rules", str(path)])
+        assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("tests_file", RULE_TESTS, ids=lambda p: p.name)
