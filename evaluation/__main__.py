@@ -1,7 +1,9 @@
 """`python -m evaluation offline|online --out report.json`: measure the recommender.
 
-offline: leave-last-out on the MovieLens demo through the real parser, embedding jobs and ranking, beside
-         baselines (most popular, random, item-kNN); prints a Markdown table.
+offline: the active model version (or --version V) re-scored from the store on its gate's temporal
+         holdout, which reproduces the figures its gate recorded, beside most popular and item-kNN
+         (--protocol gate, the default); or leave-last-out on the MovieLens demo built from scratch
+         through the real parser, jobs and ranking (--protocol leave-last-out); prints a Markdown table.
 online:  from the store, did users watch what they were served (conversion within a window, by day), or
          the two-snapshot comparison (--mode snapshots); --serve-metrics PORT exports the gauge.
 Exit 0 on success, 1 with a one-line reason otherwise.
@@ -17,6 +19,8 @@ from datetime import datetime
 
 
 def _offline(args: argparse.Namespace) -> int:
+    if args.protocol == "gate":
+        return _offline_gate(args)
     from evaluation.offline import OfflineConfig, default_grid, markdown, run_offline, write_report
 
     config = OfflineConfig(seed=args.seed, users=args.users, cache_dir=args.cache_dir, workdir=args.workdir,
@@ -33,6 +37,24 @@ def _offline(args: argparse.Namespace) -> int:
     print(f"\nwrote {args.out}: {report['users']} users, hit rate at 20 {100 * report['hit_rate_at_20']:.1f}%, "
           f"global coverage {100 * report['coverage_global']:.1f}% in {report['timings']['total_s']:.0f} s")
     return 0
+
+
+def _offline_gate(args: argparse.Namespace) -> int:
+    from db_utils.engine import get_engine
+    from embeddings.config import EmbeddingSettings
+    from evaluation.offline import write_report
+    from evaluation.version_report import markdown, version_report
+    from inference.config import ServiceSettings
+
+    report = version_report(get_engine(args.database_url), EmbeddingSettings.from_env(), ServiceSettings.from_env(),
+                            args.version)
+    write_report(report, args.out)
+    print(markdown(report))
+    ours = report["service_ranking"]
+    print(f"\nwrote {args.out}: {report['version']} on {ours['users']} users, hit rate at 20 "
+          f"{100 * ours['hit_rate_at_20']:.1f}%, global coverage {100 * ours['coverage_global']:.1f}%; "
+          f"{'the same figures as its gate' if report['matches_gate'] else 'DIFFERENT from its gate figures'}")
+    return 0 if report["matches_gate"] else 1
 
 
 def _when(value: str | None) -> datetime | None:
@@ -69,8 +91,12 @@ def _online(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evaluation", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    off = sub.add_parser("offline", help="leave-last-out on the MovieLens demo, beside baselines")
+    off = sub.add_parser("offline", help="a model version's gate figures from the store, or leave-last-out")
     off.add_argument("--out", required=True, help="report.json path")
+    off.add_argument("--protocol", choices=("gate", "leave-last-out"), default="gate",
+                     help="gate: re-score a model version from the store (default); leave-last-out: the demo")
+    off.add_argument("--version", default=None, help="gate protocol: the version (default: the active one)")
+    off.add_argument("--database-url", default=None, help="gate protocol: SQLAlchemy URL (default: DATABASE_URL)")
     off.add_argument("--seed", type=int, default=0)
     off.add_argument("--users", type=int, default=None, help="score a seeded sample of N users (default: all)")
     off.add_argument("--cache-dir", default="data/eval_cache", help="MiniLM vector cache (default: %(default)s)")

@@ -231,6 +231,20 @@ class Recipe:
     def as_dict(self) -> dict[str, Any]:
         return {"collab": dataclasses.asdict(self.collab), "rank": dataclasses.asdict(self.rank)}
 
+    @classmethod
+    def from_version(cls, version: Any) -> Recipe:
+        """The recipe a `db_utils.model_versions.VersionRow` records (unknown fields ignored)."""
+        from embeddings.collaborative import CollabConfig
+        from inference.config import RankConfig
+
+        rank = dict(version.rank_config)
+        if "rating_weights" in rank:
+            rank["rating_weights"] = tuple(rank["rating_weights"])
+        known_rank = {f.name for f in dataclasses.fields(RankConfig)}
+        known_collab = {f.name for f in dataclasses.fields(CollabConfig)}
+        return cls(CollabConfig(**{k: v for k, v in version.collab_config.items() if k in known_collab}),
+                   RankConfig(**{k: v for k, v in rank.items() if k in known_rank}))
+
 
 def fetch_neighbours(source: Any, movie_ids: Sequence[str], k: int, chunk: int = 500
                      ) -> dict[str, list[tuple[str, float]]]:
@@ -281,6 +295,44 @@ def score_recipe(split: TemporalSplit, recipe: Recipe, *, content: Any, make_col
     return score_source(split, source, recipe.rank, history_size=service.history_size,
                         neighbours_k=service.neighbours_k, popular_size=service.popular_size,
                         store_movies=store_movies)
+
+
+def gate_report(events: Sequence[Event], config: GateConfig, until: datetime | None, candidate: Recipe,
+                active: Recipe | None, *, content: Any, make_collab: Callable[[str], Any], fit: Callable[..., Any],
+                active_fit: Callable[..., Any] | None = None, service: Any, baselines: bool = False
+                ) -> dict[str, Any]:
+    """The gate's report: the candidate recipe, the active version's recipe (None: first version) and
+    most popular, scored on one temporal split (`make_collab(role)` gives the temporary collection of a
+    role, `"candidate"` or `"active"`). With `baselines`, item-kNN on the same split too. When the active
+    recipe equals the candidate's and both use the same fit, its figures are the candidate's (the same
+    recipe on the same split scores the same) and it is not fitted twice."""
+    split = temporal_split(events, config, until)
+    store_movies = len({e[1] for e in events if until is None or e[2] <= until})
+    common = {"content": content, "service": service, "store_movies": store_movies}
+    ours = score_recipe(split, candidate, make_collab=lambda: make_collab("candidate"), fit=fit, **common)
+    report: dict[str, Any] = {
+        "candidate": ours,
+        "most_popular": score_most_popular(split, popular_size=service.popular_size, store_movies=store_movies),
+        "active": None,
+        "split": split.stats,
+        "gate": dataclasses.asdict(config),
+        "until": until.isoformat() if until is not None else None,
+    }
+    if active is not None:
+        active_fit = active_fit or fit
+        if active.as_dict() == candidate.as_dict() and active_fit is fit:
+            report["active"] = dict(ours)
+        else:
+            report["active"] = score_recipe(split, active, make_collab=lambda: make_collab("active"),
+                                            fit=active_fit, **common)
+    if baselines:
+        from embeddings.collaborative import interaction_matrix
+        from evaluation.baselines import item_knn
+
+        data = interaction_matrix((e[0], e[1]) for e in split.held_in)
+        known = [u for u in split.users if u in set(data.users)]
+        report["baselines"] = {"item_knn": score_lists(item_knn(data, known), split.held_out, store_movies)}
+    return report
 
 
 def report_markdown(report: Mapping[str, Any]) -> str:

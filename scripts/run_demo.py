@@ -1,7 +1,9 @@
 """`make run`: build the MovieLens demo end to end on embedded defaults, then serve it on :8082.
 
-Steps (each skipped when its output is already there, so a second `make run` starts fast):
-demo data -> schema migration -> stream ingestion -> catalog embedding -> gunicorn.
+Steps: demo data -> schema migration -> stream ingestion -> `python -m training run` (embeds the catalog,
+fits the collaborative vectors, scores the candidate on the gate's temporal holdout, promotes it) ->
+gunicorn, which serves the active version. Demo data and ingestion leave markers and are skipped the
+second time; the training run is cheap on an unchanged store (it says "unchanged").
 Set DEMO_DIR to put the generated files elsewhere (default data/demo).
 """
 
@@ -48,12 +50,11 @@ def main() -> None:
              demo / ".ingested")
     else:
         missing.append("data_parsing (stream ingestion)")
-    if have("embeddings.__main__"):
-        step("embed the catalog into ChromaDB", [PY, "-m", "embeddings", "build", "--catalog", f"{demo}/catalog.csv"])
-        step("collaborative item vectors into ChromaDB (movies_cf)", [PY, "-m", "embeddings", "collab"],
-             demo / ".collab")
+    if have("training.__main__"):
+        step("train, gate and promote a model version", [PY, "-m", "training", "run", "--catalog",
+                                                         f"{demo}/catalog.csv"])
     else:
-        missing.append("embeddings (the vector store)")
+        missing.append("training (the model lifecycle)")
     if missing:
         print("make run: not built yet: " + "; ".join(missing), flush=True)
     if not have("inference.wsgi"):

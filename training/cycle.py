@@ -33,7 +33,7 @@ from embeddings.collaborative import CollabConfig
 from embeddings.config import EmbeddingSettings
 from embeddings.store import VectorStore
 from evaluation import gate
-from inference.config import RankConfig, ServiceSettings
+from inference.config import ServiceSettings
 from training.config import TrainingSettings
 
 log = logging.getLogger("training.cycle")
@@ -50,13 +50,7 @@ def now_utc() -> datetime:
 
 
 def _recipe_of(version: mv.VersionRow) -> gate.Recipe:
-    rank = dict(version.rank_config)
-    if "rating_weights" in rank:
-        rank["rating_weights"] = tuple(rank["rating_weights"])
-    known_rank = {f.name for f in dataclasses.fields(RankConfig)}
-    known_collab = {f.name for f in dataclasses.fields(CollabConfig)}
-    return gate.Recipe(CollabConfig(**{k: v for k, v in version.collab_config.items() if k in known_collab}),
-                       RankConfig(**{k: v for k, v in rank.items() if k in known_rank}))
+    return gate.Recipe.from_version(version)
 
 
 @dataclasses.dataclass
@@ -204,29 +198,19 @@ def _gate_fit_decide(ctx: Context, steps: Steps, version_id: int, events: list[g
                              ctx.training.tolerance, ctx.training.seed)
     until = datetime.fromisoformat(watermark["latest_event"]) if watermark.get("latest_event") else None
     content = ctx.store(ctx.embedding.collection)
-    store_movies = len({e[1] for e in events})
 
     def score() -> dict[str, Any]:
-        split = gate.temporal_split(events, config, until)
-        candidate = gate.score_recipe(split, recipe, content=content,
-                                      make_collab=lambda: ctx.store(ctx.collab_name(version_id, "_gate")),
-                                      fit=ctx.fit, service=ctx.service, store_movies=store_movies)
-        popular = gate.score_most_popular(split, popular_size=ctx.service.popular_size, store_movies=store_movies)
-        active_metrics = None
-        if active is not None:
-            active_recipe = _recipe_of(active)
-            if _same_recipe(active_recipe, recipe) and ctx.fit is fit_pairs:
-                active_metrics = dict(candidate)  # the same recipe on the same split scores the same
-            else:
-                active_metrics = gate.score_recipe(
-                    split, active_recipe, content=content,
-                    make_collab=lambda: ctx.store(ctx.collab_name(version_id, "_gate_active")), fit=fit_pairs,
-                    service=ctx.service, store_movies=store_movies)
-        for suffix in ("_gate", "_gate_active"):
-            drop_collection(ctx.embedding, ctx.collab_name(version_id, suffix))
-        return {"candidate": candidate, "most_popular": popular, "active": active_metrics,
-                "active_version": None if active is None else active.name, "split": split.stats,
-                "gate": dataclasses.asdict(config), "until": watermark.get("latest_event")}
+        suffixes = {"candidate": "_gate", "active": "_gate_active"}
+        try:
+            report = gate.gate_report(
+                events, config, until, recipe, None if active is None else _recipe_of(active), content=content,
+                make_collab=lambda role: ctx.store(ctx.collab_name(version_id, suffixes[role])), fit=ctx.fit,
+                active_fit=fit_pairs, service=ctx.service)
+        finally:
+            for suffix in suffixes.values():
+                drop_collection(ctx.embedding, ctx.collab_name(version_id, suffix))
+        report["active_version"] = None if active is None else active.name
+        return report
 
     report = steps.run("gate", score)
 
