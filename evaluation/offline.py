@@ -274,9 +274,12 @@ class Inputs:
     """Everything `rank` needs for the scored users, read once (so a grid re-ranks without I/O)."""
 
     histories: dict[int, list[tuple[str, int | None]]]
+    """The ranked part of each history (the service's `history_size` most recent movies)."""
     content: dict[str, list[tuple[str, float]]]
     collab: dict[str, list[tuple[str, float]]]
     popular: list[tuple[str, int]]
+    seen: dict[int, set[str]] = field(default_factory=dict)
+    """Each user's whole held-in history: never recommended, as in the service."""
 
 
 def read_inputs(built: Built, users: Sequence[int], service: Any) -> Inputs:
@@ -287,8 +290,9 @@ def read_inputs(built: Built, users: Sequence[int], service: Any) -> Inputs:
 
     engine = create(built.db_url)
     with engine.connect() as conn:
-        histories = {u: [(h.movie_id, h.rating) for h in queries.user_history(conn, u, limit=service.history_size)]
-                     for u in users}
+        whole = {u: [(h.movie_id, h.rating) for h in queries.user_history(conn, u, limit=service.exclude_limit)]
+                 for u in users}
+        histories = {u: h[:service.history_size] for u, h in whole.items()}
         popular = queries.popular_movies(conn, limit=service.popular_size)
     engine.dispose()
     movies = sorted({m for h in histories.values() for m, _ in h})
@@ -298,7 +302,7 @@ def read_inputs(built: Built, users: Sequence[int], service: Any) -> Inputs:
         chunk = movies[start:start + 500]
         content.update(built.content.neighbours(chunk, service.neighbours_k))
         collab.update(built.collab.neighbours(chunk, service.neighbours_k))
-    return Inputs(histories, content, collab, popular)
+    return Inputs(histories, content, collab, popular, {u: {m for m, _ in h} for u, h in whole.items()})
 
 
 def recommend(inputs: Inputs, config: Any) -> dict[int, list[str]]:
@@ -306,7 +310,8 @@ def recommend(inputs: Inputs, config: Any) -> dict[int, list[str]]:
     from inference.ranking import blend_neighbours, rank
 
     blended = blend_neighbours([(config.content_weight, inputs.content), (config.collab_weight, inputs.collab)])
-    return {u: [s.movie_id for s in rank(h, blended, inputs.popular, config)] for u, h in inputs.histories.items()}
+    return {u: [s.movie_id for s in rank(h, blended, inputs.popular, config, exclude=inputs.seen.get(u, ()))]
+            for u, h in inputs.histories.items()}
 
 
 # ------------------------------------------------------------------------------------------------ report

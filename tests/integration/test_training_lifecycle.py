@@ -29,6 +29,7 @@ from embeddings.config import EmbeddingSettings
 from embeddings.store import VectorStore
 from evaluation.offline import slice_demo
 from evaluation.simulator.movielens import write_movielens
+from evaluation.version_report import version_report
 from inference.config import ServiceSettings
 from tests.fixtures.inference_server import gunicorn_service
 from tests.fixtures.services import wait_for
@@ -192,9 +193,15 @@ def test_a_bad_candidate_is_rejected_and_the_active_version_stays(demo, tmp_path
     migrate.upgrade(url)
     engine = create(url)
     ingest(url, demo.first)
-    assert run_cycle(context(engine, chroma, encoder), demo.catalog)["status"] == "active"
-    ingest(url, demo.rest)
     ctx = context(engine, chroma, encoder)
+    first = run_cycle(ctx, demo.catalog)
+    assert first["status"] == "active"
+    # the offline report re-scores the active version from the store: the gate's figures, exactly
+    report = version_report(engine, ctx.embedding, ctx.service)
+    assert report["matches_gate"] and report["version"] == "v1"
+    assert report["service_ranking"] == first["gate"]["candidate"]
+    assert report["baselines"]["most_popular"] == first["gate"]["most_popular"]
+    ingest(url, demo.rest)
     ctx.fit = shuffled_fit
     bad = run_cycle(ctx)
     assert bad["status"] == "rejected" and bad["version"] == "v2", bad
