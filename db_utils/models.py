@@ -10,6 +10,7 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -132,3 +134,55 @@ class RejectedLine(Base):
     ts: Mapped[datetime] = mapped_column(DateTime)
 
     __table_args__ = (Index("ix_rejected_reason_ts", "reason", "ts"),)
+
+
+VERSION_STATUSES = ("candidate", "active", "retired", "rejected", "failed")
+
+
+class ModelVersion(Base):
+    """One immutable model version of the training role: what it serves (its collaborative collection,
+    the content collection it shares, the ranking config), what it was trained on (the store watermark),
+    what built it (code revision, encoder fingerprint), how the gate scored it, and its status.
+
+    At most one row is `active` (a partial unique index); the service serves that one. JSON columns are
+    plain text so SQLite, PostgreSQL and SQL Server store them alike."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    content_collection: Mapped[str] = mapped_column(String(128))
+    collab_collection: Mapped[str | None] = mapped_column(String(128))
+    rank_config: Mapped[str] = mapped_column(Text)
+    collab_config: Mapped[str] = mapped_column(Text)
+    watermark: Mapped[str | None] = mapped_column(Text)
+    code_revision: Mapped[str] = mapped_column(String(64))
+    model_fingerprint: Mapped[str] = mapped_column(String(80))
+    metrics: Mapped[str | None] = mapped_column(Text)
+    collections_dropped: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        CheckConstraint("status IN ('candidate', 'active', 'retired', 'rejected', 'failed')",
+                        name="ck_model_versions_status"),
+        Index("uq_model_versions_one_active", "status", unique=True,
+              sqlite_where=text("status = 'active'"), postgresql_where=text("status = 'active'"),
+              mssql_where=text("status = 'active'")),
+    )
+
+
+class ModelEvent(Base):
+    """The history of activations (promote, rollback): which version became active when, and why. The
+    provenance of an answer given at a time is the activation in force then."""
+
+    __tablename__ = "model_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    event: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(DateTime)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_model_events_at", "at"),)
