@@ -12,6 +12,7 @@ SQLite and PostgreSQL use ``INSERT ... ON CONFLICT``; SQL Server (Azure SQL) use
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -115,41 +116,71 @@ MOVIE_FIELDS = ("title", "year", "genres", "overview", "tagline", "keywords", "p
                 "vote_count", "runtime", "original_language", "release_date", "content_hash", "updated_at")
 
 
-def _merge_value(rule: Merge, old: Any, new: Any) -> Any:
-    """The pure form of a merge rule, used to pre-aggregate a batch before it reaches SQL."""
-    if rule == "keep":
-        return old
-    if rule == "replace":
-        return new
-    if rule == "coalesce":
-        return old if new is None else new
-    if old is None or new is None:
-        return old if new is None else new
-    return max(old, new) if rule == "max" else min(old, new)
+_PY_MERGE = {
+    # rule -> (statement for a NOT NULL column, statement for a nullable one); {o} is the kept value (an item
+    # of the list kept so far, in column order), {v} the new value. NULL never wins a max or a min.
+    "max": ("if {v} > {o}: {o} = {v}", "if {v} is not None and ({o} is None or {v} > {o}): {o} = {v}"),
+    "min": ("if {v} < {o}: {o} = {v}", "if {v} is not None and ({o} is None or {v} < {o}): {o} = {v}"),
+    "replace": ("{o} = {v}", "{o} = {v}"),
+    "coalesce": ("if {v} is not None: {o} = {v}", "if {v} is not None: {o} = {v}"),
+    "keep": ("", ""),
+}
+
+Fold = Any
+"""``fold(acc, key, *values)``: merge one row (its key and its values in the folder's column order) into
+``acc``, a dict from key to the list of values kept so far. Returns None."""
+
+_folders: dict[tuple, Fold] = {}
 
 
-def _is_newer(spec: UpsertSpec, old: dict, new: dict) -> bool:
-    assert spec.newer is not None
-    time_col, tie_col = spec.newer
-    return (new[time_col], new[tie_col]) > (old[time_col], old[tie_col])
+def folder(spec: UpsertSpec, columns: Sequence[str]) -> Fold:
+    """The spec's merge rules compiled into one Python function over ``columns`` (non-key columns, in order).
+
+    The pure form of the rules, used to pre-aggregate a batch before it reaches SQL (``aggregate``, and the
+    parser's batch fold): generated once per (spec, columns) so that a fold costs one call and a few
+    comparisons a row, as fast as a hand-written one, with the spec the single owner of every rule."""
+    cache_key = (spec.table.name, spec.keys, tuple(spec.merges.items()), spec.newer, tuple(columns))
+    fold = _folders.get(cache_key)
+    if fold is not None:
+        return fold
+    params = [f"v{n}" for n in range(len(columns))]
+    body = [f"def fold(acc, key, {', '.join(params)}):" if params else "def fold(acc, key):",
+            "    o = acc.get(key)",
+            "    if o is None:",
+            f"        acc[key] = [{', '.join(params)}]",
+            "        return"]
+    if spec.newer is not None:
+        t, tie = (columns.index(c) for c in spec.newer)
+        body.append(f"    if (v{t}, v{tie}) > (o[{t}], o[{tie}]): acc[key] = [{', '.join(params)}]")
+    else:
+        for n, col in enumerate(columns):
+            nullable = spec.table.c[col].nullable
+            line = _PY_MERGE[spec.merges[col]][1 if nullable else 0]
+            if line:
+                body.append("    " + line.format(o=f"o[{n}]", v=f"v{n}"))
+    source = "\n".join(body)  # built from column indices and the fixed templates above only
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<fold {spec.table.name}>", "exec"), namespace)
+    fold = _folders[cache_key] = namespace["fold"]
+    fold.source = source  # for a reader or a debugger: what the spec compiled to
+    return fold
 
 
 def aggregate(spec: UpsertSpec, rows: Iterable[dict]) -> list[dict]:
-    """Fold rows with the same key into one, with the spec's rules (in input order). Pure."""
-    out: dict[tuple, dict] = {}
-    for row in rows:
-        key = tuple(row[k] for k in spec.keys)
-        old = out.get(key)
-        if old is None:
-            out[key] = dict(row)
-        elif spec.newer is not None:
-            if _is_newer(spec, old, row):
-                out[key] = dict(row)
-        else:
-            for col, rule in spec.merges.items():
-                if col in row:
-                    old[col] = _merge_value(rule, old.get(col), row[col])
-    return list(out.values())
+    """Fold rows with the same key into one, with the spec's rules (in input order). Pure.
+
+    Every row must carry the columns of the first one."""
+    rows = iter(rows)
+    first = next(rows, None)
+    if first is None:
+        return []
+    columns = [c for c in first if c not in spec.keys]
+    fold = folder(spec, columns)
+    acc: dict[tuple, list] = {}
+    for row in itertools.chain((first,), rows):
+        fold(acc, tuple(row[k] for k in spec.keys), *(row[c] for c in columns))
+    return [{**dict(zip(spec.keys, key, strict=True)), **dict(zip(columns, values, strict=True))}
+            for key, values in acc.items()]
 
 
 # ------------------------------------------------------------------------------------ dialect statements
