@@ -183,3 +183,15 @@ def test_folder_is_compiled_once_per_spec_and_columns() -> None:
     fold(acc, "k", 5, 5, 1)
     fold(acc, "k", 3, 3, 9)
     assert acc == {"k": [5, 3, 9]}
+
+
+@given(st.one_of(st.datetimes(), st.datetimes(timezones=st.just(UTC)), st.none()))
+def test_fast_sqlite_datetime_writes_what_sqlalchemy_writes(value) -> None:
+    """The writer's fast DateTime formatting is SQLAlchemy's own SQLite text, byte for byte (MIN/MAX in SQL
+    compare those strings, so one differing character would break the merge rules)."""
+    from sqlalchemy import DateTime
+    from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+
+    dialect = SQLiteDialect_pysqlite()
+    reference = DateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert queries._sqlite_datetime(reference)(value) == reference(value)
