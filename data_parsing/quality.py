@@ -1,0 +1,229 @@
+"""Data quality and drift of the stream (pure): per-window statistics, compared with a reference window.
+
+A window is a fixed span of EVENT time (`window_seconds`, default 300 s): `floor(ts / window)`, so a
+replayed file and a live stream are cut the same way, and the store's times give the same windows. An
+event later than its window's end opens the next window (the previous one closes); a late event (older
+than the open window) counts in the open window. Rejected lines have no trustworthy time: they count in
+the window open when their batch was applied.
+
+Statistics of a window (`Window`), one distribution per feature:
+
+- `line_rate`: lines (events and rejects) per second of event time;
+- `rejected`: the share of each rejection reason, beside "ok" for valid lines;
+- `unknown_user`, `unknown_movie`: of the distinct users (movies) of the window, new ones (never seen
+  before the window: by this parser, or in the store it was seeded from) against known ones;
+- `rating`: the rating distribution 1..5;
+- `watch_minute`: watched minutes in `MINUTE_BINS`;
+- `latency`: recommendation-request latency in `LATENCY_BINS_MS`;
+- `status`: recommendation-request status classes (2xx, 4xx, 5xx, other).
+
+Comparison (`compare`): each distribution against the reference window's by the population stability
+index, PSI = sum_i (p_i - q_i) ln(p_i / q_i), computed as the symmetric Kullback-Leibler divergence with
+`scipy.special.rel_entr` over counts smoothed by half an observation a bin (so an empty bin is finite).
+Documented thresholds (the usual reading of PSI): below `MODERATE` (0.1) no drift; `MODERATE` to `STRONG`
+(0.25) moderate drift, watch it; above `STRONG` strong drift, the `StreamDrift` alert fires. The line rate
+has no distribution: its score is |log10(rate / reference rate)|, on the same scale (0.25: the rate moved by
+a factor of 1.8 either way). A feature with fewer than `min_count` observations in either window gets no
+score (None): a window without ratings says nothing about ratings. Sampling noise alone gives two samples
+of n observations over k bins a PSI of about 2(k - 1)/n: 0.09 for 10 bins of 200, hence the default
+`min_count` of 200 and windows long enough to hold thousands of events.
+
+The reference window is the first window with at least `min_count` lines (by default; `reference` can be
+given). On an empty store every user of the first window is new, so `unknown_*` compare a warm stream
+with that cold start: seed the known ids from the store (the parser does) or read those two with care
+in the first windows after a fresh install.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+from scipy.special import rel_entr
+
+from data_parsing.parser import REASONS, Event, RateEvent, WatchEvent
+
+MODERATE = 0.1
+STRONG = 0.25
+DEFAULT_WINDOW_SECONDS = 300.0
+DEFAULT_MIN_COUNT = 200
+MINUTE_BINS = (0, 5, 10, 20, 30, 45, 60, 90, 120, 180)  # lower edges, minutes
+LATENCY_BINS_MS = (0, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)  # lower edges, milliseconds
+STATUS_CLASSES = ("2xx", "4xx", "5xx", "other")
+FEATURES = ("line_rate", "rejected", "unknown_user", "unknown_movie", "rating", "watch_minute", "latency", "status")
+_EPOCH = datetime(1970, 1, 1)
+_CATEGORIES: dict[str, tuple] = {
+    "rejected": ("ok", *REASONS),
+    "unknown_user": ("new", "known"),
+    "unknown_movie": ("new", "known"),
+    "rating": (1, 2, 3, 4, 5),
+    "watch_minute": MINUTE_BINS,
+    "latency": LATENCY_BINS_MS,
+    "status": STATUS_CLASSES,
+}
+
+
+def status_class(status: int) -> str:
+    """2xx, 4xx, 5xx or other (0 is the simulator's timeout)."""
+    return {2: "2xx", 4: "4xx", 5: "5xx"}.get(status // 100, "other")
+
+
+def bin_of(edges: tuple[int, ...], value: float) -> int:
+    """The lower edge of the bin holding `value` (values below the first edge go to the first bin)."""
+    return edges[max(0, bisect.bisect_right(edges, value) - 1)]
+
+
+@dataclass
+class Window:
+    """The statistics of one window of event time; `start` is its first instant (naive UTC)."""
+
+    start: datetime
+    seconds: float
+    lines: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    unknown_user: Counter = field(default_factory=Counter)
+    unknown_movie: Counter = field(default_factory=Counter)
+    rating: Counter = field(default_factory=Counter)
+    watch_minute: Counter = field(default_factory=Counter)
+    latency: Counter = field(default_factory=Counter)
+    status: Counter = field(default_factory=Counter)
+
+    @property
+    def line_rate(self) -> float:
+        """Lines per second of event time."""
+        return self.lines / self.seconds
+
+    def to_dict(self) -> dict:
+        """A JSON-ready summary (the `quality` command prints it)."""
+        out: dict = {"start": self.start.isoformat(), "seconds": self.seconds, "lines": self.lines,
+                     "line_rate": round(self.line_rate, 6)}
+        for name in _CATEGORIES:
+            counts = getattr(self, name)
+            out[name] = {str(k): counts[k] for k in _CATEGORIES[name] if counts.get(k)}
+        return out
+
+
+def psi(reference: Mapping, current: Mapping, categories: Iterable) -> float:
+    """Population stability index of two count tables over `categories` (half a count added a bin)."""
+    cats = list(categories)
+    p = np.array([current.get(c, 0) for c in cats], dtype=float) + 0.5
+    q = np.array([reference.get(c, 0) for c in cats], dtype=float) + 0.5
+    p, q = p / p.sum(), q / q.sum()
+    return float(np.sum(rel_entr(p, q) + rel_entr(q, p)))
+
+
+def compare(reference: Window, current: Window, min_count: int = DEFAULT_MIN_COUNT) -> dict[str, float | None]:
+    """Each feature's drift score of `current` against `reference` (None: too few observations)."""
+    scores: dict[str, float | None] = {}
+    if reference.lines >= min_count and current.lines >= min_count:
+        scores["line_rate"] = abs(float(np.log10(current.line_rate / reference.line_rate)))
+    else:
+        scores["line_rate"] = None
+    for name, categories in _CATEGORIES.items():
+        ref, cur = getattr(reference, name), getattr(current, name)
+        enough = sum(ref.values()) >= min_count and sum(cur.values()) >= min_count
+        scores[name] = psi(ref, cur, categories) if enough else None
+    return scores
+
+
+def window_start(ts: datetime, seconds: float) -> datetime:
+    """The start of the window of `seconds` holding `ts` (windows are aligned on the unix epoch)."""
+    index = (ts - _EPOCH) // timedelta(seconds=seconds)
+    return _EPOCH + index * timedelta(seconds=seconds)
+
+
+class WindowTracker:
+    """Cuts a stream of batches into windows, keeps the reference, and scores every window that closes.
+
+    `known_users`/`known_movies` seed what counts as known (the store's ids at start); they grow with the
+    stream up to `max_known` ids each (beyond it new ids are no longer remembered, so memory stays bounded
+    and a few returning users may count as new)."""
+
+    def __init__(self, seconds: float = DEFAULT_WINDOW_SECONDS, min_count: int = DEFAULT_MIN_COUNT,
+                 known_users: Iterable[int] = (), known_movies: Iterable[str] = (), max_known: int = 5_000_000,
+                 reference: Window | None = None) -> None:
+        if seconds <= 0:
+            raise ValueError(f"the quality window must be a positive number of seconds, got {seconds}")
+        self.seconds = seconds
+        self.min_count = min_count
+        self.max_known = max_known
+        self.reference = reference
+        self.known_users: set[int] = set(known_users)
+        self.known_movies: set[str] = set(known_movies)
+        self.current: Window | None = None
+        self._users: set[int] = set()
+        self._movies: set[str] = set()
+        self._end: datetime | None = None
+
+    def observe(self, events: Iterable[Event], rejected: Mapping[str, int] | None = None
+                ) -> list[tuple[Window, dict[str, float | None]]]:
+        """Add one batch (events in stream order, rejection counts by reason); return each window that
+        closed, with its scores against the reference (empty scores while there is no reference)."""
+        closed: list[tuple[Window, dict[str, float | None]]] = []
+        window, end = self.current, self._end
+        users, movies = self._users, self._movies
+        for event in events:
+            ts = event.ts
+            if window is None or ts >= end:  # type: ignore[operator]
+                if window is not None:
+                    closed.append(self._close())
+                start = window_start(ts, self.seconds)
+                window = self.current = Window(start, self.seconds)
+                end = self._end = start + timedelta(seconds=self.seconds)
+                users, movies = self._users, self._movies
+            window.lines += 1
+            window.rejected["ok"] += 1
+            users.add(event.user_id)
+            kind = type(event)
+            if kind is WatchEvent:
+                movies.add(event.movie_id)
+                window.watch_minute[bin_of(MINUTE_BINS, event.minute)] += 1
+            elif kind is RateEvent:
+                movies.add(event.movie_id)
+                window.rating[event.rating] += 1
+            else:
+                window.latency[bin_of(LATENCY_BINS_MS, event.latency_ms)] += 1
+                window.status[status_class(event.status)] += 1
+        if rejected and window is not None:
+            for reason, n in rejected.items():
+                window.rejected[reason] += n
+                window.lines += n
+        return closed
+
+    def flush(self) -> tuple[Window, dict[str, float | None]] | None:
+        """Close the open window (the stream ended); its scores, or None when no window is open."""
+        return self._close() if self.current is not None else None
+
+    def _close(self) -> tuple[Window, dict[str, float | None]]:
+        window = self.current
+        assert window is not None
+        new_users = self._users - self.known_users
+        new_movies = self._movies - self.known_movies
+        window.unknown_user.update({"new": len(new_users), "known": len(self._users) - len(new_users)})
+        window.unknown_movie.update({"new": len(new_movies), "known": len(self._movies) - len(new_movies)})
+        for known, new in ((self.known_users, new_users), (self.known_movies, new_movies)):
+            room = self.max_known - len(known)
+            known.update(new if len(new) <= room else list(new)[:max(0, room)])
+        self.current, self._end = None, None
+        self._users, self._movies = set(), set()
+        if self.reference is None and window.lines >= self.min_count:
+            self.reference = window
+            return window, {}
+        return window, compare(self.reference, window, self.min_count) if self.reference else {}
+
+
+def strongest(scores: Mapping[str, float | None]) -> tuple[str, float] | None:
+    """The feature with the highest score, or None when nothing was scored."""
+    scored = [(name, s) for name, s in scores.items() if s is not None]
+    return max(scored, key=lambda item: item[1]) if scored else None
+
+
+def verdict(score: float | None) -> str:
+    """'none', 'moderate' or 'strong' by the documented thresholds ('unknown' without a score)."""
+    if score is None:
+        return "unknown"
+    return "strong" if score > STRONG else "moderate" if score > MODERATE else "none"
