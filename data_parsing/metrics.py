@@ -16,6 +16,13 @@ BATCH_SECONDS = Histogram(
 CONSUMER_LAG = Gauge("parser_consumer_lag", "Messages not yet consumed, summed over assigned partitions")
 LAST_APPLIED = Gauge("parser_last_applied_timestamp_seconds", "Unix time when the last batch committed")
 UP = Gauge("parser_up", "1 while the parser runs")
+DRIFT = Gauge(
+    "stream_drift_score",
+    "Drift of the last closed event-time window from the reference window, by feature (PSI; line_rate: "
+    "|log10 of the rate ratio|); over 0.25 is strong drift (data_parsing/quality.py)",
+    ["feature"],
+)
+WINDOW_END = Gauge("stream_window_end_timestamp_seconds", "Event-time end of the last scored stream window")
 
 for _kind in ("watch", "rate", "recommendation"):
     EVENTS.labels(kind=_kind)

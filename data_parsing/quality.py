@@ -29,9 +29,9 @@ of n observations over k bins a PSI of about 2(k - 1)/n: 0.09 for 10 bins of 200
 `min_count` of 200 and windows long enough to hold thousands of events.
 
 The reference window is the first window with at least `min_count` lines (by default; `reference` can be
-given). On an empty store every user of the first window is new, so `unknown_*` compare a warm stream
-with that cold start: seed the known ids from the store (the parser does) or read those two with care
-in the first windows after a fresh install.
+given). A reference in which no user (movie) was known yet, the first window on an empty store, gives no
+`unknown_user` (`unknown_movie`) score: a cold start is no baseline for the share of newcomers. The live
+parser seeds the known ids from the store at start, so a restarted parser keeps the score.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class Window:
     """The statistics of one window of event time; `start` is its first instant (naive UTC)."""
 
     start: datetime
-    seconds: float
+    seconds: float  # of event time the window was observed (the stream's first window: from its first event)
     lines: int = 0
     rejected: Counter = field(default_factory=Counter)
     unknown_user: Counter = field(default_factory=Counter)
@@ -126,6 +126,8 @@ def compare(reference: Window, current: Window, min_count: int = DEFAULT_MIN_COU
     for name, categories in _CATEGORIES.items():
         ref, cur = getattr(reference, name), getattr(current, name)
         enough = sum(ref.values()) >= min_count and sum(cur.values()) >= min_count
+        if name.startswith("unknown_") and not ref.get("known"):
+            enough = False  # a cold-start reference (nothing known yet) says nothing about later shares
         scores[name] = psi(ref, cur, categories) if enough else None
     return scores
 
@@ -158,6 +160,7 @@ class WindowTracker:
         self._users: set[int] = set()
         self._movies: set[str] = set()
         self._end: datetime | None = None
+        self._started = False
 
     def observe(self, events: Iterable[Event], rejected: Mapping[str, int] | None = None
                 ) -> list[tuple[Window, dict[str, float | None]]]:
@@ -171,9 +174,7 @@ class WindowTracker:
             if window is None or ts >= end:  # type: ignore[operator]
                 if window is not None:
                     closed.append(self._close())
-                start = window_start(ts, self.seconds)
-                window = self.current = Window(start, self.seconds)
-                end = self._end = start + timedelta(seconds=self.seconds)
+                window, end = self.open_at(ts)
                 users, movies = self._users, self._movies
             window.lines += 1
             window.rejected["ok"] += 1
@@ -193,6 +194,16 @@ class WindowTracker:
                 window.rejected[reason] += n
                 window.lines += n
         return closed
+
+    def open_at(self, ts: datetime) -> tuple[Window, datetime]:
+        """Open the window holding `ts` (the open one must be closed first); the window and its end."""
+        start = window_start(ts, self.seconds)
+        # the stream's first window is seen from its first event on, every later one whole
+        seen = self.seconds - (ts - start).total_seconds() if not self._started else self.seconds
+        self.current = Window(start, max(seen, 1e-3))
+        self._end = start + timedelta(seconds=self.seconds)
+        self._started = True
+        return self.current, self._end
 
     def flush(self) -> tuple[Window, dict[str, float | None]] | None:
         """Close the open window (the stream ended); its scores, or None when no window is open."""
@@ -227,3 +238,60 @@ def verdict(score: float | None) -> str:
     if score is None:
         return "unknown"
     return "strong" if score > STRONG else "moderate" if score > MODERATE else "none"
+
+
+def windows_from_store(rows: Mapping[str, list[tuple]], seconds: float = DEFAULT_WINDOW_SECONDS,
+                       min_count: int = DEFAULT_MIN_COUNT) -> list[tuple[Window, dict[str, float | None]]]:
+    """The same windows and scores from what the store keeps (`db_utils.queries.stream_quality_rows`).
+
+    The store keeps less than the stream carried, so four features read differently (and consistently
+    from window to window, which is what a comparison needs): a watched (user, movie) pair counts once,
+    at its last minute's time, with its furthest minute; only the latest rating of a pair remains; the
+    rejected lines are the stored sample, at the time they were stored; the line rate counts stored rows.
+    New users and movies are those whose first appearance in the store falls in the window."""
+    from data_parsing.parser import RecommendationEvent
+
+    events: list[tuple[datetime, Event]] = []
+    events += [(ts, WatchEvent(ts, u, m, minute)) for u, m, minute, ts in rows["watched"]]
+    events += [(ts, RateEvent(ts, u, m, r)) for u, m, r, ts in rows["ratings"]]
+    events += [(ts, RecommendationEvent(ts, u, "", status, (), latency)) for u, ts, status, latency in rows["served"]]
+    events.sort(key=lambda pair: pair[0])
+    by_window: dict[datetime, list[Event]] = {}
+    for ts, event in events:
+        by_window.setdefault(window_start(ts, seconds), []).append(event)
+    rejects: dict[datetime, Counter] = {}
+    for reason, ts in rows["rejected"]:
+        rejects.setdefault(window_start(ts, seconds), Counter())[reason] += 1
+    first_user = dict(rows["user_first"])
+    first_movie = dict(rows["movie_first"])
+    tracker = WindowTracker(seconds, min_count)
+    out: list[tuple[Window, dict[str, float | None]]] = []
+    for start in sorted(set(by_window) | set(rejects)):
+        window_events = by_window.get(start, [])
+        earlier = datetime.min  # first appearance before `since`: known
+        tracker.known_users.update(e.user_id for e in window_events if first_user.get(e.user_id, earlier) < start)
+        tracker.known_movies.update(m for e in window_events if (m := getattr(e, "movie_id", None)) is not None
+                                    and first_movie.get(m, earlier) < start)
+        tracker.open_at(start)
+        out += tracker.observe(window_events, rejects.get(start))
+        closed = tracker.flush()
+        if closed is not None:
+            out.append(closed)
+    return out
+
+
+def report(windows: list[tuple[Window, dict[str, float | None]]], since: datetime, seconds: float,
+           min_count: int) -> dict:
+    """The JSON document of `python -m data_parsing quality`: thresholds, the reference, every window."""
+    reference = next((w for w, scores in windows if not scores and w.lines >= min_count), None)
+    scored = []
+    for window, scores in windows:
+        top = strongest(scores)
+        scored.append({**window.to_dict(), "scores": {k: None if v is None else round(v, 6) for k, v in scores.items()},
+                       "strongest": top[0] if top else None, "drift": verdict(top[1] if top else None)})
+    worst = max((s for w in scored for s in w["scores"].values() if s is not None), default=None)
+    return {"since": since.isoformat(), "window_seconds": seconds, "min_count": min_count,
+            "method": "PSI over smoothed counts; line_rate: |log10 of the rate ratio|",
+            "thresholds": {"moderate": MODERATE, "strong": STRONG},
+            "reference": reference.start.isoformat() if reference else None,
+            "drift": verdict(worst), "windows": scored}

@@ -524,6 +524,47 @@ def upsert_stream_batch(
     if served:
         _execute_upsert(conn, SERVED, [{**s, "movie_ids": ",".join(s["movie_ids"])} for s in served])
 
+
+
+def prune_rejected(conn: Connection, keep: int) -> int:
+    """Delete all but the newest ``keep`` rejected lines (by id), so the audit table stays bounded in size
+    whatever the stream sends. Returns the number of rows deleted."""
+    table = RejectedLine.__table__
+    cutoff = conn.execute(select(table.c.id).order_by(table.c.id.desc()).offset(keep).limit(1)).scalar()
+    if cutoff is None:
+        return 0
+    return conn.execute(table.delete().where(table.c.id <= cutoff)).rowcount
+
+
+def known_stream_ids(conn: Connection, limit: int) -> tuple[list[int], list[str]]:
+    """Up to ``limit`` user ids and movie ids the store knows (the parser's drift statistics start from them,
+    so that a restart does not count every returning user as new)."""
+    u, m = User.__table__.c, Movie.__table__.c
+    users = list(conn.execute(select(u.id).limit(limit)).scalars())
+    movies = list(conn.execute(select(m.id).limit(limit)).scalars())
+    return users, movies
+
+
+def stream_quality_rows(conn: Connection, since: datetime) -> dict[str, list[tuple]]:
+    """What the store keeps of the stream since ``since``, for ``data_parsing quality``: watched pairs
+    (user, movie, max_minute, last_ts), ratings (user, movie, rating, ts), served requests (user, ts, status,
+    latency_ms), stored rejects (reason, ts), and the first appearance of users and of movies at or after
+    ``since`` (id, time)."""
+    w, r, s = Watched.__table__.c, Rating.__table__.c, RecommendationServed.__table__.c
+    rej, u = RejectedLine.__table__.c, User.__table__.c
+    both = union_all(select(w.movie_id.label("movie_id"), w.first_ts.label("ts")),
+                     select(r.movie_id, r.ts)).subquery()
+    first_ts = func.min(both.c.ts)
+    queries = {
+        "watched": select(w.user_id, w.movie_id, w.max_minute, w.last_ts).where(w.last_ts >= since),
+        "ratings": select(r.user_id, r.movie_id, r.rating, r.ts).where(r.ts >= since),
+        "served": select(s.user_id, s.ts, s.status, s.latency_ms).where(s.ts >= since),
+        "rejected": select(rej.reason, rej.ts).where(rej.ts >= since),
+        "user_first": select(u.id, u.first_seen).where(u.first_seen >= since),
+        "movie_first": select(both.c.movie_id, first_ts).group_by(both.c.movie_id).having(first_ts >= since),
+    }
+    return {name: [tuple(row) for row in conn.execute(stmt)] for name, stmt in queries.items()}
+
 # ------------------------------------------------------------------------------------- embeddings job
 
 EMBED_FIELDS = ("id", "title", "year", "genres", "overview", "tagline", "keywords", "popularity", "content_hash")

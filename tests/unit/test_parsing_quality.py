@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from datetime import datetime, timedelta
 
 import pytest
 
-from data_parsing.parser import RateEvent, RecommendationEvent, WatchEvent
+from data_parsing.parser import WatchEvent
 from data_parsing.quality import (
     MODERATE,
     STRONG,
@@ -21,28 +20,9 @@ from data_parsing.quality import (
     verdict,
     window_start,
 )
+from tests.fixtures.drift_streams import SHIFTED_RATINGS, T0, stream
 
-T0 = datetime(2026, 11, 25, 12, 0, 0)
 WINDOW = 60.0
-
-
-def stream(windows: int, per_window: int, ratings=(0.05, 0.1, 0.25, 0.35, 0.25), seed: int = 1,
-           start: int = 0, users: int = 400, latency: float = 20.0, status: int = 200) -> list:
-    """`per_window` events a window of WINDOW seconds: watches, ratings drawn from `ratings`, requests."""
-    rng = random.Random(seed)
-    out = []
-    for w in range(start, start + windows):
-        for i in range(per_window):
-            ts = T0 + timedelta(seconds=w * WINDOW + i * WINDOW / per_window)
-            user = rng.randrange(users)
-            kind = i % 3
-            if kind == 0:
-                out.append(WatchEvent(ts, user, f"m+{rng.randrange(300)}", rng.randrange(120)))
-            elif kind == 1:
-                out.append(RateEvent(ts, user, f"m+{rng.randrange(300)}", rng.choices(range(1, 6), ratings)[0]))
-            else:
-                out.append(RecommendationEvent(ts, user, "s:1", status, ("a",), rng.expovariate(1 / latency)))
-    return out
 
 
 def run(events: list, batch: int = 97, rejected_every: dict[str, int] | None = None, **kwargs) -> list:
@@ -71,8 +51,7 @@ def test_no_drift_scores_stay_under_the_moderate_threshold() -> None:
 
 
 def test_shifted_rating_distribution_is_strong_drift_on_rating_only() -> None:
-    shifted = (0.4, 0.3, 0.15, 0.1, 0.05)  # from mostly 4s to mostly 1s
-    closed = run(stream(3, 1500) + stream(3, 1500, ratings=shifted, seed=2, start=3))
+    closed = run(stream(3, 1500) + stream(3, 1500, ratings=SHIFTED_RATINGS, seed=2, start=3))
     before, after = [s for _, s in closed[1:3]], [s for _, s in closed[3:]]
     assert all(s["rating"] < MODERATE for s in before)
     for scores in after:
@@ -127,3 +106,10 @@ def test_psi_and_helpers() -> None:
     assert all(v is None for v in compare(empty, empty).values())
     with pytest.raises(ValueError, match="positive"):
         WindowTracker(0)
+
+
+def test_cold_start_reference_gives_no_unknown_scores() -> None:
+    tracker = WindowTracker(WINDOW, min_count=200)  # nothing known: the first window is all newcomers
+    closed = tracker.observe(stream(3, 1500))
+    assert closed[1][1]["unknown_user"] is None and closed[1][1]["unknown_movie"] is None
+    assert closed[1][0].unknown_user["known"] > 0 and closed[1][1]["rating"] is not None
