@@ -188,9 +188,8 @@ class Ingestor:
     def _score_windows(self) -> None:
         """Feed the applied batch to the drift statistics; export and log each window that closed."""
         for window, scores in self.quality.observe(self._events, self._rejected_counts):
-            for feature, score in scores.items():
-                if score is not None:
-                    metrics.DRIFT.labels(feature=feature).set(score)
+            for feature, score in scores.items():  # an unscored feature is unknown again (NaN)
+                metrics.DRIFT.labels(feature=feature).set(float("nan") if score is None else score)
             end = window.start + timedelta(seconds=self.quality.seconds)
             metrics.WINDOW_END.set((end - _EPOCH).total_seconds())
             top = strongest(scores)

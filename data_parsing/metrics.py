@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 
 from data_parsing.parser import REASONS
+from data_parsing.quality import FEATURES
 
 EVENTS = Counter("parser_events", "Events applied to the store, by kind", ["kind"])
 REJECTED = Counter("parser_rejected", "Lines rejected by the parser, by reason", ["reason"])
@@ -28,6 +29,8 @@ for _kind in ("watch", "rate", "recommendation"):
     EVENTS.labels(kind=_kind)
 for _reason in REASONS:
     REJECTED.labels(reason=_reason)
+for _feature in FEATURES:  # NaN until a window scores it: unknown, never "no drift"
+    DRIFT.labels(feature=_feature).set(float("nan"))
 
 
 def serve(port: int, addr: str = "0.0.0.0") -> None:

@@ -32,6 +32,7 @@ REQUIRED_ALERTS = {
     "RecommenderFallbackHigh",
     "ParserDown",
     "ParserStalled",
+    "StreamDrift",
     "ParserRejectedLinesHigh",
     "ContainerMemoryGrowing",
 }
