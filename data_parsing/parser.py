@@ -57,8 +57,9 @@ REASONS = (
     "bad_latency",
 )
 
-_TIME_PATTERN = r"\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d(?::?\d\d)?)?"
-_TIME_RE = re.compile(_TIME_PATTERN)
+_LOCAL_TIME_PATTERN = r"\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?"
+_ZONE_PATTERN = r"Z|[+-]\d\d(?::?\d\d)?"
+_TIME_RE = re.compile(f"{_LOCAL_TIME_PATTERN}(?:{_ZONE_PATTERN})?")
 _USER_RE = re.compile(r"\d{1,10}")
 _SLUG_RE = re.compile(rf"[a-z0-9][a-z0-9+\-._':&!?()]{{0,{MAX_SLUG_LEN - 1}}}")
 _MINUTE_RE = re.compile(r"\d{1,5}")
@@ -74,10 +75,11 @@ _RECOMMENDATION_RE = re.compile(
 # valid UTF-8 without control characters, and far below 4 KB). Anything it does not match takes the general
 # path, which alone decides rejections; both give the same event for every line the fast path matches.
 _FAST_WATCH_RE = re.compile(
-    rb"(%s),(\d{1,10}),GET /data/m/"
+    rb"(%s)(%s)?,(\d{1,10}),GET /data/m/"
     rb"([a-z0-9][a-z0-9+\-._':&!?()]{0,%d})/(\d{1,5})\.mpg(?:\r\n|\n|\r)?"
-    % (_TIME_PATTERN.encode(), MAX_SLUG_LEN - 1)
+    % (_LOCAL_TIME_PATTERN.encode(), _ZONE_PATTERN.encode(), MAX_SLUG_LEN - 1)
 )
+fromisoformat = datetime.fromisoformat
 _WATCH_PREFIX = "GET /data/m/"
 _RATE_PREFIX = "GET /rate/"
 _RECOMMENDATION_PREFIX = "recommendation request "
@@ -189,11 +191,11 @@ def parse(line: str | bytes) -> Event | Rejected:
         if type(line) is bytes:
             match = _FAST_WATCH_RE.fullmatch(line)
             if match is not None:
-                time_b, user_b, movie_b, minute_b = match.groups()
+                time_b, zone_b, user_b, movie_b, minute_b = match.groups()
                 user_id, minute = int(user_b), int(minute_b)
                 if user_id <= MAX_USER_ID and minute <= MAX_MINUTE:
-                    try:
-                        ts = to_time(time_b.decode())
+                    try:  # a time without a zone needs no conversion
+                        ts = fromisoformat(time_b.decode()) if zone_b is None else to_time((time_b + zone_b).decode())
                     except (ValueError, OverflowError):  # not a calendar date: the general path names it
                         return _parse(line)
                     return WatchEvent(ts, user_id, movie_b.decode(), minute)

@@ -77,6 +77,15 @@ def bin_of(edges: tuple[int, ...], value: float) -> int:
     return edges[max(0, bisect.bisect_right(edges, value) - 1)]
 
 
+def binned(edges: tuple[int, ...], values: list[float]) -> Counter:
+    """Counts of `values` by the lower edge of their bin (`bin_of` for many values at once)."""
+    if not values:
+        return Counter()
+    index = np.searchsorted(np.asarray(edges), np.asarray(values), side="right") - 1
+    counts = np.bincount(np.maximum(index, 0), minlength=len(edges))
+    return Counter({edge: int(n) for edge, n in zip(edges, counts, strict=True) if n})
+
+
 @dataclass
 class Window:
     """The statistics of one window of event time; `start` is its first instant (naive UTC)."""
@@ -157,10 +166,20 @@ class WindowTracker:
         self.known_users: set[int] = set(known_users)
         self.known_movies: set[str] = set(known_movies)
         self.current: Window | None = None
-        self._users: set[int] = set()
-        self._movies: set[str] = set()
+        self._reset()
         self._end: datetime | None = None
         self._started = False
+
+    def _reset(self) -> None:
+        """The open window's raw observations: distinct ids, and values binned only when it closes (an
+        append a value keeps the per-event cost of the statistics small beside parsing)."""
+        self._users: set[int] = set()
+        self._movies: set[str] = set()
+        self._minutes: list[int] = []
+        self._ratings: list[int] = []
+        self._latencies: list[float] = []
+        self._statuses: list[int] = []
+        self._events = 0
 
     def observe(self, events: Iterable[Event], rejected: Mapping[str, int] | None = None
                 ) -> list[tuple[Window, dict[str, float | None]]]:
@@ -168,27 +187,34 @@ class WindowTracker:
         closed, with its scores against the reference (empty scores while there is no reference)."""
         closed: list[tuple[Window, dict[str, float | None]]] = []
         window, end = self.current, self._end
-        users, movies = self._users, self._movies
+        add_user, add_movie = self._users.add, self._movies.add
+        minutes, ratings = self._minutes.append, self._ratings.append
+        latencies, statuses = self._latencies.append, self._statuses.append
+        count = 0
         for event in events:
             ts = event.ts
             if window is None or ts >= end:  # type: ignore[operator]
                 if window is not None:
+                    self._events += count
                     closed.append(self._close())
                 window, end = self.open_at(ts)
-                users, movies = self._users, self._movies
-            window.lines += 1
-            window.rejected["ok"] += 1
-            users.add(event.user_id)
+                add_user, add_movie = self._users.add, self._movies.add
+                minutes, ratings = self._minutes.append, self._ratings.append
+                latencies, statuses = self._latencies.append, self._statuses.append
+                count = 0
+            count += 1
+            add_user(event.user_id)
             kind = type(event)
             if kind is WatchEvent:
-                movies.add(event.movie_id)
-                window.watch_minute[bin_of(MINUTE_BINS, event.minute)] += 1
+                add_movie(event.movie_id)
+                minutes(event.minute)
             elif kind is RateEvent:
-                movies.add(event.movie_id)
-                window.rating[event.rating] += 1
+                add_movie(event.movie_id)
+                ratings(event.rating)
             else:
-                window.latency[bin_of(LATENCY_BINS_MS, event.latency_ms)] += 1
-                window.status[status_class(event.status)] += 1
+                latencies(event.latency_ms)
+                statuses(event.status)
+        self._events += count
         if rejected and window is not None:
             for reason, n in rejected.items():
                 window.rejected[reason] += n
@@ -212,6 +238,13 @@ class WindowTracker:
     def _close(self) -> tuple[Window, dict[str, float | None]]:
         window = self.current
         assert window is not None
+        window.lines += self._events
+        window.rejected["ok"] += self._events
+        window.watch_minute.update(binned(MINUTE_BINS, self._minutes))
+        window.latency.update(binned(LATENCY_BINS_MS, self._latencies))
+        window.rating.update(self._ratings)
+        for status, n in Counter(self._statuses).items():
+            window.status[status_class(status)] += n
         new_users = self._users - self.known_users
         new_movies = self._movies - self.known_movies
         window.unknown_user.update({"new": len(new_users), "known": len(self._users) - len(new_users)})
@@ -220,7 +253,7 @@ class WindowTracker:
             room = self.max_known - len(known)
             known.update(new if len(new) <= room else list(new)[:max(0, room)])
         self.current, self._end = None, None
-        self._users, self._movies = set(), set()
+        self._reset()
         if self.reference is None and window.lines >= self.min_count:
             self.reference = window
             return window, {}

@@ -14,6 +14,7 @@ from data_parsing.quality import (
     Window,
     WindowTracker,
     bin_of,
+    binned,
     compare,
     psi,
     status_class,
@@ -99,6 +100,7 @@ def test_psi_and_helpers() -> None:
     assert psi(Counter({1: 10, 2: 90}), Counter({1: 90, 2: 10}), (1, 2)) == pytest.approx(
         psi(Counter({1: 90, 2: 10}), Counter({1: 10, 2: 90}), (1, 2)))  # symmetric
     assert [bin_of((0, 5, 10), v) for v in (-1, 0, 4.9, 5, 1e9)] == [0, 0, 0, 5, 10]
+    assert binned((0, 5, 10), [-1, 0, 4.9, 5, 1e9]) == Counter({0: 3, 5: 1, 10: 1})
     assert [status_class(s) for s in (200, 204, 404, 503, 0, 302)] == ["2xx", "2xx", "4xx", "5xx", "other", "other"]
     assert window_start(datetime(2026, 1, 1, 0, 7, 30), 300) == datetime(2026, 1, 1, 0, 5)
     assert verdict(None) == "unknown" and verdict(0.05) == "none" and verdict(0.2) == "moderate"
