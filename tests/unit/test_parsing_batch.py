@@ -195,3 +195,11 @@ def test_fast_sqlite_datetime_writes_what_sqlalchemy_writes(value) -> None:
     dialect = SQLiteDialect_pysqlite()
     reference = DateTime().dialect_impl(dialect).bind_processor(dialect)
     assert queries._sqlite_datetime(reference)(value) == reference(value)
+
+
+def test_quality_and_rejected_settings_from_env() -> None:
+    settings = ParserSettings.from_env({"PARSER_QUALITY_WINDOW_SECONDS": "60", "PARSER_QUALITY_MIN_COUNT": "10",
+                                        "PARSER_REJECTED_MAX_ROWS": "5"})
+    assert (settings.quality_window_seconds, settings.quality_min_count, settings.rejected_max_rows) == (60, 10, 5)
+    with pytest.raises(ValueError, match="PARSER_QUALITY_WINDOW_SECONDS must be a positive number"):
+        ParserSettings.from_env({"PARSER_QUALITY_WINDOW_SECONDS": "0"})
