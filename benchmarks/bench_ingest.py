@@ -1,26 +1,39 @@
-"""Benchmark: log file -> SQLite through `data_parsing`, beside a raw sqlite3 executemany ceiling on the same
-lines in the same run, with resident memory sampled as the stream grows; then Kafka (Tansu) -> SQLite.
+"""Benchmark: log file -> SQLite and PostgreSQL through `data_parsing`, beside a raw executemany ceiling on
+the same lines in the same run, on two streams; resident memory sampled as the stream grows; then,
+optionally, Kafka (Tansu) -> SQLite.
 
-    python benchmarks/bench_ingest.py                       # 1,000,000 synthetic lines, 200,000 via Kafka
-    python benchmarks/bench_ingest.py --lines 100000 --kafka-lines 20000
+    python benchmarks/bench_ingest.py                     # worst case 500,000 lines + realistic 500,000
+    python benchmarks/bench_ingest.py --worst-lines 100000 --lines 100000 --no-postgres   # a quick look
 
-The ceiling parses with bare string splits (no validation at all) and upserts every line with sqlite3
-`executemany`, one transaction per batch, into the same schema with the same pragmas. The goal for the
-parser is at least 60% of it, with flat memory. Both rates are given per wall-clock second and per CPU
-second of the process: on a machine shared with other work the wall-clock ratio moves with the load of
-the moment, the CPU ratio much less. Ends with one SUMMARY line.
+Streams:
+- worst case: 1,000,000 users x 27,000 movies, every line a watch of a new (user, movie) pair (a backlog
+  after an outage looks like this): nothing folds, every line is a row;
+- realistic: the project's simulator (`evaluation.simulator synth`, 100,000 users, a watch line per minute,
+  so most lines fold into a pair the batch already holds).
+
+The ceiling parses with bare string splits (no validation at all) and upserts every line with the
+driver's `executemany` (sqlite3; psycopg, which pipelines executemany), one transaction per batch, into
+the same schema. The goal for the parser is at least 60% of it on both streams, with flat memory. Rates
+are per wall-clock second and per CPU second of this process: on a machine shared with other work the
+wall-clock ratio moves with the load of the moment, the CPU ratio much less (PostgreSQL's own CPU is in
+its server process, so there the client CPU ratio says how much the client adds). PostgreSQL is a
+throw-away cluster (tests/fixtures/postgres.py) unless --postgres-url names one. Ends with SUMMARY lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import random
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,6 +44,7 @@ from data_parsing.ingest import Ingestor  # noqa: E402
 from data_parsing.sources import KafkaSource, LineSource  # noqa: E402
 from db_utils import migrate  # noqa: E402
 from db_utils.engine import create  # noqa: E402
+from db_utils.queries import count_rows  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -68,6 +82,28 @@ def generate(lines: int, out_dir: str) -> str:
     return os.path.join(out_dir, "events.log")
 
 
+def generate_worst(lines: int, path: str, users: int = 1_000_000, movies: int = 27_000, seed: int = 1) -> str:
+    """The worst case: `lines` watch lines, each of a (user, movie) pair no earlier line had, one a
+    millisecond, slugs as long as the simulator's."""
+    rng = random.Random(seed)
+    titles = [f"{rng.choice(WORDS)}+{rng.choice(WORDS)}+of+the+{rng.choice(WORDS)}+{1920 + i % 100}"
+              for i in range(movies)]
+    seen: set[tuple[int, int]] = set()
+    start = datetime(2026, 11, 1)
+    with open(path, "w") as fh:
+        while len(seen) < lines:
+            pair = (rng.randrange(users), rng.randrange(movies))
+            if pair in seen:
+                continue
+            seen.add(pair)
+            ts = (start + timedelta(milliseconds=len(seen))).isoformat(timespec="milliseconds")
+            fh.write(f"{ts},{pair[0]},GET /data/m/{titles[pair[1]]}/{rng.randrange(120)}.mpg\n")
+    return path
+
+
+WORDS = ("night", "star", "love", "war", "city", "dark", "last", "king", "girl", "river", "dream", "ghost")
+
+
 def fresh_store(path: str) -> str:
     url = f"sqlite:///{path}"
     migrate.upgrade(url)
@@ -87,6 +123,14 @@ CEILING_SQL = {
     "served": "INSERT INTO recommendations_served (user_id, ts, server, status, latency_ms, movie_ids) "
     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, ts) DO NOTHING",
 }
+# PostgreSQL: the same statements with psycopg's placeholders and its two-argument greatest/least
+CEILING_SQL_PG = {
+    table: sql.replace("?", "%s").replace("= min(", "= least(users.").replace("= max(", "= greatest(users.")
+    if table == "users" else
+    sql.replace("?", "%s").replace("= min(", "= least(watched.").replace("= max(", "= greatest(watched.")
+    for table, sql in CEILING_SQL.items()
+}
+TABLES = ("users", "movies", "watched", "ratings", "served")
 
 
 class Rate(NamedTuple):
@@ -96,11 +140,34 @@ class Rate(NamedTuple):
     cpu: float
 
 
-def ceiling(path: str, db: str, batch: int) -> Rate:
-    """Raw sqlite3: split each line, upsert every line (no validation, no aggregation)."""
-    conn = sqlite3.connect(db, isolation_level=None)
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=30000"):
-        conn.execute(f"PRAGMA {pragma}")
+def split_lines(chunk: list[str]) -> dict[str, list[tuple]]:
+    """The ceiling's parse: bare splits, one row per line and table, no validation, no aggregation."""
+    rows: dict[str, list[tuple]] = {table: [] for table in TABLES}
+    users, movies, watched, ratings, served = (rows[t] for t in TABLES)
+    for line in chunk:
+        t, user, body = line.rstrip("\n").split(",", 2)
+        ts = t.replace("T", " ")
+        uid = int(user)
+        users.append((uid, ts, ts))
+        if body.startswith("GET /data/m/"):
+            movie, minute = body[12:-4].rsplit("/", 1)
+            movies.append((movie,))
+            watched.append((uid, movie, int(minute), ts, ts))
+        elif body.startswith("GET /rate/"):
+            movie, rating = body[10:].split("=")
+            movies.append((movie,))
+            ratings.append((uid, movie, int(rating), ts))
+        else:
+            head, _, rest = body.partition(", status ")
+            status, _, rest = rest.partition(", result: ")
+            result, _, latency = rest.rpartition(", ")
+            served.append((uid, ts, head[23:], int(status), float(latency[:-3]), result.replace(", ", ",")))
+    return rows
+
+
+def ceiling(path: str, conn, sql: dict[str, str], batch: int) -> Rate:
+    """Raw driver executemany on an open DBAPI connection (autocommit off): every line upserted."""
+    cursor = conn.cursor()
     started, cpu_started = time.perf_counter(), time.process_time()
     n = 0
     with open(path, encoding="utf-8", errors="replace") as fh:
@@ -109,50 +176,39 @@ def ceiling(path: str, db: str, batch: int) -> Rate:
             if not chunk:
                 break
             n += len(chunk)
-            users, movies, watched, ratings, served = [], [], [], [], []
-            for line in chunk:
-                t, user, body = line.rstrip("\n").split(",", 2)
-                ts = t.replace("T", " ")
-                uid = int(user)
-                users.append((uid, ts, ts))
-                if body.startswith("GET /data/m/"):
-                    movie, minute = body[12:-4].rsplit("/", 1)
-                    movies.append((movie,))
-                    watched.append((uid, movie, int(minute), ts, ts))
-                elif body.startswith("GET /rate/"):
-                    movie, rating = body[10:].split("=")
-                    movies.append((movie,))
-                    ratings.append((uid, movie, int(rating), ts))
-                else:
-                    head, _, rest = body.partition(", status ")
-                    status, _, rest = rest.partition(", result: ")
-                    result, _, latency = rest.rpartition(", ")
-                    served.append((uid, ts, head[23:], int(status), float(latency[:-3]), result.replace(", ", ",")))
-            conn.execute("BEGIN")
-            for table, rows in (
-                ("users", users),
-                ("movies", movies),
-                ("watched", watched),
-                ("ratings", ratings),
-                ("served", served),
-            ):
+            for table, rows in split_lines(chunk).items():
                 if rows:
-                    conn.executemany(CEILING_SQL[table], rows)
-            conn.execute("COMMIT")
+                    cursor.executemany(sql[table], rows)
+            conn.commit()
     rate = Rate(n / (time.perf_counter() - started), n / (time.process_time() - cpu_started))
     conn.close()
     return rate
 
 
-def counts(db: str) -> tuple[int, ...]:
+def sqlite_ceiling(path: str, db: str, batch: int) -> Rate:
+    """The raw sqlite3 ceiling, with the store's pragmas."""
     conn = sqlite3.connect(db)
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=30000"):
+        conn.execute(f"PRAGMA {pragma}")
+    return ceiling(path, conn, CEILING_SQL, batch)
+
+
+def psycopg_ceiling(path: str, url: str, batch: int) -> Rate:
+    """The bare psycopg ceiling (executemany, which psycopg runs in pipeline mode)."""
+    import psycopg
+
+    return ceiling(path, psycopg.connect(url.replace("+psycopg", "")), CEILING_SQL_PG, batch)
+
+
+def counts(url: str) -> tuple[int, ...]:
+    """Rows of the five stream tables."""
+    engine = create(url)
     try:
-        return tuple(
-            conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-            for t in ("users", "movies", "watched", "ratings", "recommendations_served")
-        )
+        with engine.connect() as conn:
+            return tuple(count_rows(conn, t) for t in ("users", "movies", "watched", "ratings",
+                                                        "recommendations_served"))
     finally:
-        conn.close()
+        engine.dispose()
 
 
 class RssSampler(threading.Thread):
@@ -278,43 +334,98 @@ def kafka(path: str, lines: int, url: str, batch: int) -> float | None:
         broker.wait(timeout=10)
 
 
+@contextlib.contextmanager
+def postgres(url: str | None) -> Iterator[str | None]:
+    """The given PostgreSQL URL, or a throw-away cluster (the test suite's), or None when none can run."""
+    if url:
+        yield url
+        return
+    from tests.fixtures.postgres import postgres_url
+
+    server = contextlib.contextmanager(postgres_url.__wrapped__)()
+    try:
+        started = server.__enter__()
+    except BaseException as exc:  # pytest's skip when the binaries are missing
+        print(f"postgresql: skipped ({exc})")
+        yield None
+        return
+    try:
+        yield started
+    finally:
+        server.__exit__(None, None, None)
+
+
+def fresh_database(server: str, name: str) -> str:
+    """A new, migrated database `name` on the server; its URL."""
+    import psycopg
+
+    with psycopg.connect(server.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    url = server.rsplit("/", 1)[0] + f"/{name}"
+    migrate.upgrade(url)
+    return url
+
+
+def compare(label: str, path: str, base: Rate, ceiling_url: str, url: str, batch: int, rss_every: float) -> dict:
+    """Run the parser on `url`, print it beside the ceiling measured on `ceiling_url`; the figures."""
+    rate, samples = ours(path, url, batch, rss_every)
+    same = counts(ceiling_url) == counts(url)
+    later = [mb for _, mb in samples[len(samples) // 4:]] or [samples[-1][1]]
+    print(f"{label}: ceiling {base.wall:,.0f} lines/s wall, {base.cpu:,.0f}/CPU-s; data_parsing {rate.wall:,.0f} "
+          f"lines/s wall = {rate.wall / base.wall:.0%}, {rate.cpu:,.0f}/CPU-s = {rate.cpu / base.cpu:.0%}; same row "
+          f"counts: {same} {counts(url)}; RSS {min(later):.0f}..{max(later):.0f} MB", flush=True)
+    return {"label": label, "wall": rate.wall / base.wall, "cpu": rate.cpu / base.cpu, "rate": rate, "base": base,
+            "same": same, "rss": (min(later), max(later))}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lines", type=int, default=1_000_000, help="synthetic lines (default 1,000,000)")
-    parser.add_argument("--kafka-lines", type=int, default=200_000, help="lines through Tansu; 0 skips it")
+    parser.add_argument("--lines", type=int, default=500_000, help="realistic (simulator) lines; 0 skips them")
+    parser.add_argument("--worst-lines", type=int, default=500_000, help="worst-case lines; 0 skips them")
+    parser.add_argument("--kafka-lines", type=int, default=0, help="realistic lines through Tansu; 0 skips it")
     parser.add_argument("--batch-size", type=int, default=20_000, help="lines a transaction (both sides)")
-    parser.add_argument("--stream", help="use this log file instead of generating one")
+    parser.add_argument("--stream", help="use this log file as the realistic stream instead of generating one")
+    parser.add_argument("--postgres-url", help="a PostgreSQL server to use (default: a throw-away cluster)")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     parser.add_argument("--rss-every", type=float, default=2.0, help="seconds between RSS samples")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
-        path = args.stream or generate(args.lines, os.path.join(tmp, "synth"))
-        with open(path, "rb") as fh:
-            n = sum(1 for _ in fh)
-        print(f"stream: {n:,} lines ({os.path.getsize(path) / 1e6:.0f} MB), batch {args.batch_size:,}")
-        fresh_store(os.path.join(tmp, "ceiling.db"))
-        base = ceiling(path, os.path.join(tmp, "ceiling.db"), args.batch_size)
-        print(f"ceiling (raw sqlite3 executemany): {base.wall:,.0f} lines/s wall, {base.cpu:,.0f} per CPU second")
-        url = fresh_store(os.path.join(tmp, "ours.db"))
-        rate, samples = ours(path, url, args.batch_size, args.rss_every)
-        print(
-            f"data_parsing file -> SQLite:       {rate.wall:,.0f} lines/s wall = {rate.wall / base.wall:.0%} of the "
-            f"ceiling; {rate.cpu:,.0f} per CPU second = {rate.cpu / base.cpu:.0%}"
-        )
-        same = counts(os.path.join(tmp, "ceiling.db")) == counts(os.path.join(tmp, "ours.db"))
-        print(f"same row counts in both stores: {same} {counts(os.path.join(tmp, 'ours.db'))}")
-        later = [mb for _, mb in samples[len(samples) // 4 :]] or [samples[-1][1]]
-        print(f"RSS after the first quarter: {min(later):.0f}..{max(later):.0f} MB")
-        krate = None
-        if args.kafka_lines:
-            krate = kafka(path, min(args.kafka_lines, n), fresh_store(os.path.join(tmp, "kafka.db")), args.batch_size)
-            print(f"data_parsing Kafka (Tansu) -> SQLite: {krate:,.0f} lines/s" if krate else "kafka: no figure")
-    kafka_part = f"; Kafka->SQLite {krate:,.0f} lines/s" if krate else ""
-    print(
-        f"SUMMARY file->SQLite {rate.cpu / base.cpu:.0%} of the raw sqlite3 ceiling per CPU second "
-        f"({rate.cpu:,.0f} vs {base.cpu:,.0f} lines/CPU-s), {rate.wall / base.wall:.0%} by wall clock "
-        f"({rate.wall:,.0f} vs {base.wall:,.0f} lines/s) on {n:,} lines; RSS {min(later):.0f}..{max(later):.0f} MB "
-        f"after warm-up{kafka_part}"
-    )
+    results: list[dict] = []
+    krate = None
+    servers = contextlib.nullcontext() if args.no_postgres else postgres(args.postgres_url)
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp, servers as pg:
+        streams = []
+        if args.worst_lines:
+            streams.append(("worst case", generate_worst(args.worst_lines, os.path.join(tmp, "worst.log"))))
+        if args.lines or args.stream:
+            streams.append(("realistic", args.stream or generate(args.lines, os.path.join(tmp, "synth"))))
+        for name, path in streams:
+            with open(path, "rb") as fh:
+                n = sum(1 for _ in fh)
+            print(f"{name} stream: {n:,} lines ({os.path.getsize(path) / 1e6:.0f} MB), batch {args.batch_size:,}")
+            tag = name.split()[0]
+            ceiling_url = fresh_store(os.path.join(tmp, f"ceiling-{tag}.db"))
+            base = sqlite_ceiling(path, os.path.join(tmp, f"ceiling-{tag}.db"), args.batch_size)
+            url = fresh_store(os.path.join(tmp, f"ours-{tag}.db"))
+            results.append({**compare(f"{name}, SQLite", path, base, ceiling_url, url, args.batch_size,
+                                      args.rss_every), "lines": n})
+            if pg:
+                ceiling_url = fresh_database(pg, f"ceiling_{tag}")
+                base = psycopg_ceiling(path, ceiling_url, args.batch_size)
+                url = fresh_database(pg, f"ours_{tag}")
+                results.append({**compare(f"{name}, PostgreSQL", path, base, ceiling_url, url, args.batch_size,
+                                          args.rss_every), "lines": n})
+            if args.kafka_lines and name == "realistic":
+                krate = kafka(path, min(args.kafka_lines, n), fresh_store(os.path.join(tmp, "kafka.db")),
+                              args.batch_size)
+                print(f"data_parsing Kafka (Tansu) -> SQLite: {krate:,.0f} lines/s" if krate else "kafka: no figure")
+    for r in results:
+        print(f"SUMMARY {r['label']} ({r['lines']:,} lines): {r['cpu']:.0%} of the raw executemany ceiling per CPU "
+              f"second ({r['rate'].cpu:,.0f} vs {r['base'].cpu:,.0f} lines/CPU-s), {r['wall']:.0%} by wall clock "
+              f"({r['rate'].wall:,.0f} vs {r['base'].wall:,.0f} lines/s); same rows {r['same']}; "
+              f"RSS {r['rss'][0]:.0f}..{r['rss'][1]:.0f} MB after warm-up")
+    if krate:
+        print(f"SUMMARY Kafka (Tansu) -> SQLite {krate:,.0f} lines/s")
     return 0
 
 

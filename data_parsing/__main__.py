@@ -1,4 +1,8 @@
-"""`python -m data_parsing ingest --source file:PATH | - | kafka://HOST:PORT/TOPIC`.
+"""`python -m data_parsing ingest --source file:PATH | - | kafka://HOST:PORT/TOPIC` and `quality --since TIME`.
+
+`quality` prints one JSON document on stdout: the stream's windows since TIME, read back from the store,
+each scored against the first (reference) window with the same statistics and thresholds as the live
+parser's `stream_drift_score` (data_parsing/quality.py); exit 0, or 2 with one line on bad input.
 
 Exit 0 after the source ends, after --max-idle seconds without a record, or on SIGTERM/SIGINT (the batch
 in hand is applied and committed first). Exit 2 with one line when the database or the broker is
@@ -47,7 +51,7 @@ def _database_problem(url: str | None) -> str | None:
 def ingest(args: argparse.Namespace) -> int:
     from data_parsing import metrics
     from data_parsing.config import ParserSettings
-    from data_parsing.ingest import Ingestor, StopWhileDatabaseDown
+    from data_parsing.ingest import Ingestor, StopWhileDatabaseDown, known_ids
     from data_parsing.sources import SourceUnavailable, open_source
     from db_utils.engine import get_engine
 
@@ -94,7 +98,8 @@ def ingest(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    ingestor = Ingestor(source, get_engine(url), settings, stop)
+    engine = get_engine(url)
+    ingestor = Ingestor(source, engine, settings, stop, known_ids(engine))
     started = time.monotonic()
     try:
         totals = ingestor.run(max_idle=args.max_idle, progress_seconds=args.progress_seconds)
@@ -123,6 +128,41 @@ def ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def quality(args: argparse.Namespace) -> int:
+    import json
+
+    from data_parsing import quality as q
+    from data_parsing.config import ParserSettings
+    from data_parsing.parser import _TIME_RE, to_time
+    from db_utils import queries
+    from db_utils.engine import get_engine
+
+    try:
+        settings = ParserSettings.from_env()
+    except ValueError as exc:
+        return _fail(str(exc))
+    if not _TIME_RE.fullmatch(args.since):
+        return _fail(f"--since must be an ISO-8601 time like 2026-11-25T16:00:00 (optionally with Z or an "
+                     f"offset), got {args.since!r}")
+    try:
+        since = to_time(args.since)
+    except (ValueError, OverflowError):
+        return _fail(f"--since is not a calendar time: {args.since!r}")
+    seconds = args.window_seconds if args.window_seconds is not None else settings.quality_window_seconds
+    min_count = args.min_count if args.min_count is not None else settings.quality_min_count
+    if seconds <= 0 or min_count < 1:
+        return _fail("--window-seconds must be positive and --min-count at least 1")
+    url = args.database_url or settings.database_url
+    problem = _database_problem(url)
+    if problem:
+        return _fail(problem)
+    with get_engine(url).connect() as conn:
+        rows = queries.stream_quality_rows(conn, since)
+    windows = q.windows_from_store(rows, seconds, min_count)
+    print(json.dumps(q.report(windows, since, seconds, min_count), indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_parsing", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -135,8 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-idle", type=float, default=None, help="exit after this many seconds without a line")
     p.add_argument("--start-timeout", type=float, default=10.0, help="seconds to reach the broker at start")
     p.add_argument("--progress-seconds", type=float, default=5.0, help="seconds between progress lines")
+    p = sub.add_parser("quality", help="print the stream's drift statistics since a time, from the store (JSON)")
+    p.add_argument("--since", required=True, help="ISO-8601 time (UTC unless it carries Z or an offset)")
+    p.add_argument("--window-seconds", type=float, default=None, help="window (PARSER_QUALITY_WINDOW_SECONDS)")
+    p.add_argument("--min-count", type=int, default=None, help="observations to score (PARSER_QUALITY_MIN_COUNT)")
+    p.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: DATABASE_URL)")
     args = parser.parse_args(argv)
     logs.setup()
+    if args.command == "quality":
+        return quality(args)
     logging.getLogger("data_parsing.sources").setLevel(logging.INFO)
     return ingest(args)
 

@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from data_parsing.parser import Event, RateEvent, RecommendationEvent, Rejected, WatchEvent
+from data_parsing.parser import Event, RateEvent, Rejected, WatchEvent
+from db_utils import queries
 
 MAX_RAW_CHARS = 1024
 _UNPRINTABLE_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
@@ -33,6 +34,19 @@ class BatchRows:
     counts: Counter[str] = field(default_factory=Counter)
 
 
+# The per-table folds, compiled from db_utils' UpsertSpec tables once at import: the spec owns each merge
+# rule (the SQL upserts are built from the same table), and the generated function is as fast as a
+# hand-written fold.
+_USER_COLUMNS = ("first_seen", "last_seen")
+_WATCH_COLUMNS = ("max_minute", "first_ts", "last_ts")
+_RATING_COLUMNS = ("rating", "ts")
+_SERVED_COLUMNS = ("server", "status", "latency_ms", "movie_ids")
+_fold_user = queries.folder(queries.USERS, _USER_COLUMNS)
+_fold_watch = queries.folder(queries.WATCHED, _WATCH_COLUMNS)
+_fold_rating = queries.folder(queries.RATINGS, _RATING_COLUMNS)
+_fold_served = queries.folder(queries.SERVED, _SERVED_COLUMNS)
+
+
 def aggregate(events: Iterable[Event]) -> BatchRows:
     """Fold one batch of events (in stream order) into one row per key, with db_utils' merge rules.
 
@@ -42,63 +56,40 @@ def aggregate(events: Iterable[Event]) -> BatchRows:
     - ratings: per (user, movie) the latest time wins; on equal times the higher rating (order-free);
     - served: per (user, time) the first line wins.
     """
-    users: dict[int, list[datetime]] = {}
+    users: dict[int, list] = {}
     watches: dict[tuple[int, str], list] = {}
-    ratings: dict[tuple[int, str], RateEvent] = {}
-    served: dict[tuple[int, datetime], RecommendationEvent] = {}
+    ratings: dict[tuple[int, str], list] = {}
+    served: dict[tuple[int, datetime], list] = {}
     counts: Counter[str] = Counter()
+    fold_user, fold_watch, fold_rating, fold_served = _fold_user, _fold_watch, _fold_rating, _fold_served
     for event in events:
         ts = event.ts
-        span = users.get(event.user_id)
-        if span is None:
-            users[event.user_id] = [ts, ts]
-        elif ts < span[0]:
-            span[0] = ts
-        elif ts > span[1]:
-            span[1] = ts
+        fold_user(users, event.user_id, ts, ts)
         kind = type(event)
         if kind is WatchEvent:
-            key = (event.user_id, event.movie_id)
-            agg = watches.get(key)
-            if agg is None:
-                watches[key] = [event.minute, ts, ts]
-            else:
-                if event.minute > agg[0]:
-                    agg[0] = event.minute
-                if ts < agg[1]:
-                    agg[1] = ts
-                elif ts > agg[2]:
-                    agg[2] = ts
+            fold_watch(watches, (event.user_id, event.movie_id), event.minute, ts, ts)
         elif kind is RateEvent:
-            key = (event.user_id, event.movie_id)
-            previous = ratings.get(key)
-            if previous is None or (ts, event.rating) > (previous.ts, previous.rating):
-                ratings[key] = event
+            fold_rating(ratings, (event.user_id, event.movie_id), event.rating, ts)
         else:
-            served.setdefault((event.user_id, ts), event)
+            fold_served(served, (event.user_id, ts), event.server, event.status, event.latency_ms, event.movie_ids)
         counts[event.kind] += 1
     movies = dict.fromkeys(m for _, m in watches)
     movies.update(dict.fromkeys(m for _, m in ratings))
     return BatchRows(
-        users=[{"id": uid, "first_seen": span[0], "last_seen": span[1]} for uid, span in users.items()],
+        users=[{"id": uid, "first_seen": first, "last_seen": last} for uid, (first, last) in users.items()],
         movie_ids=list(movies),
         watched=[
-            {"user_id": uid, "movie_id": movie, "max_minute": agg[0], "first_ts": agg[1], "last_ts": agg[2]}
-            for (uid, movie), agg in watches.items()
+            {"user_id": uid, "movie_id": movie, "max_minute": minute, "first_ts": first, "last_ts": last}
+            for (uid, movie), (minute, first, last) in watches.items()
         ],
         ratings=[
-            {"user_id": e.user_id, "movie_id": e.movie_id, "rating": e.rating, "ts": e.ts} for e in ratings.values()
+            {"user_id": uid, "movie_id": movie, "rating": rating, "ts": ts}
+            for (uid, movie), (rating, ts) in ratings.items()
         ],
         served=[
-            {
-                "user_id": e.user_id,
-                "ts": e.ts,
-                "server": e.server,
-                "status": e.status,
-                "latency_ms": e.latency_ms,
-                "movie_ids": list(e.movie_ids),
-            }
-            for e in served.values()
+            {"user_id": uid, "ts": ts, "server": server, "status": status, "latency_ms": latency,
+             "movie_ids": list(ids)}
+            for (uid, ts), (server, status, latency, ids) in served.items()
         ],
         counts=counts,
     )

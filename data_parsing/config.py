@@ -16,6 +16,14 @@ def _number(env: dict[str, str], name: str, default: float, cast: type = int):
         raise ValueError(f"{name} must be {kind}, got {raw!r}") from None
 
 
+def _positive(env: dict[str, str], name: str, default: float) -> float:
+    """`env[name]` as a number > 0; ValueError naming the variable otherwise."""
+    value = _number(env, name, default, float)
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {env.get(name)!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class ParserSettings:
     """What `python -m data_parsing ingest` needs besides its --source.
@@ -30,6 +38,9 @@ class ParserSettings:
     - rejected_cap: PARSER_REJECTED_CAP (100): rejected lines stored per reason per hour; all are counted
     - kafka_session_timeout_ms: PARSER_KAFKA_SESSION_TIMEOUT_MS (6000): how soon the group hands a dead
       parser's partitions to the others (lower: faster failover, more spurious rebalances)
+    - rejected_max_rows: PARSER_REJECTED_MAX_ROWS (100000): rejected lines kept in the store, newest first
+    - quality_window_seconds: PARSER_QUALITY_WINDOW_SECONDS (300): event-time window of the drift statistics
+    - quality_min_count: PARSER_QUALITY_MIN_COUNT (200): observations a feature needs in a window to be scored
     """
 
     database_url: str | None = None
@@ -41,6 +52,9 @@ class ParserSettings:
     batch_seconds: float = 1.0
     rejected_cap: int = 100
     kafka_session_timeout_ms: int = 6000
+    rejected_max_rows: int = 100_000
+    quality_window_seconds: float = 300.0
+    quality_min_count: int = 200
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ParserSettings:
@@ -56,4 +70,7 @@ class ParserSettings:
             batch_seconds=max(0.0, _number(env, "PARSER_BATCH_SECONDS", 1.0, float)),
             rejected_cap=max(0, _number(env, "PARSER_REJECTED_CAP", 100)),
             kafka_session_timeout_ms=max(1000, _number(env, "PARSER_KAFKA_SESSION_TIMEOUT_MS", 6000)),
+            rejected_max_rows=max(0, _number(env, "PARSER_REJECTED_MAX_ROWS", 100_000)),
+            quality_window_seconds=_positive(env, "PARSER_QUALITY_WINDOW_SECONDS", 300.0),
+            quality_min_count=max(1, _number(env, "PARSER_QUALITY_MIN_COUNT", 200)),
         )

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -22,20 +22,34 @@ from data_parsing import metrics
 from data_parsing.batch import BatchRows, RejectSampler, aggregate, rejected_row
 from data_parsing.config import ParserSettings
 from data_parsing.parser import Event, Rejected, parse
+from data_parsing.quality import WindowTracker, strongest, verdict
 from data_parsing.sources import Record, Source
 from db_utils import queries
 
 log = logging.getLogger("data_parsing.ingest")
 
 MAX_BACKOFF_SECONDS = 30.0
+MAX_KNOWN_IDS = 5_000_000
+_EPOCH = datetime(1970, 1, 1)
+
+
+def known_ids(engine: sa.Engine, limit: int = MAX_KNOWN_IDS) -> tuple[list[int], list[str]]:
+    """The users and movies the store knows at start (the drift statistics' "known"); none if it cannot
+    be read (the first batches will then retry the database as usual)."""
+    try:
+        with engine.connect() as conn:
+            return queries.known_stream_ids(conn, limit)
+    except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.ProgrammingError):
+        return [], []
 
 
 class StopWhileDatabaseDown(RuntimeError):
     """Asked to stop while the database is unreachable: the batch in hand stays unapplied, uncommitted."""
 
 
-def write_batch(conn: sa.Connection, rows: BatchRows) -> None:
-    """Apply one batch's rows inside the caller's transaction: one statement per table."""
+def write_batch(conn: sa.Connection, rows: BatchRows, rejected_max_rows: int | None = None) -> None:
+    """Apply one batch's rows inside the caller's transaction: one statement per table; when rejects were
+    stored, the oldest beyond `rejected_max_rows` are deleted (the audit table stays bounded)."""
     queries.upsert_stream_batch(
         conn,
         users=rows.users,
@@ -46,6 +60,8 @@ def write_batch(conn: sa.Connection, rows: BatchRows) -> None:
     )
     if rows.rejected:
         queries.insert_rejected(conn, rows.rejected)
+        if rejected_max_rows is not None:
+            queries.prune_rejected(conn, rejected_max_rows)
 
 
 @dataclass
@@ -68,6 +84,7 @@ class Ingestor:
         engine: sa.Engine,
         settings: ParserSettings,
         stop: threading.Event | None = None,
+        known: tuple[list[int], list[str]] = ([], []),
     ) -> None:
         self.source = source
         self.engine = engine
@@ -81,6 +98,8 @@ class Ingestor:
         self._positions: dict[int, int] = {}
         self._batch_started: float | None = None
         self._kafka = source.label.startswith("kafka:")
+        # the drift statistics; `known` seeds the users and movies that count as known (`known_ids`)
+        self.quality = WindowTracker(settings.quality_window_seconds, settings.quality_min_count, *known)
         if hasattr(source, "on_revoke"):
             source.on_revoke = self.flush  # type: ignore[attr-defined]
 
@@ -135,6 +154,7 @@ class Ingestor:
             metrics.EVENTS.labels(kind=kind).inc(n)
         for reason, n in self._rejected_counts.items():
             metrics.REJECTED.labels(reason=reason).inc(n)
+        self._score_windows()
         self.totals.events.update(rows.counts)
         self.totals.rejected.update(self._rejected_counts)
         self.totals.rejected_stored += len(self._rejected_rows)
@@ -150,7 +170,7 @@ class Ingestor:
         while True:
             try:
                 with self.engine.begin() as conn:
-                    write_batch(conn, rows)
+                    write_batch(conn, rows, self.settings.rejected_max_rows)
                 return
             except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
                 if self.stop.is_set():
@@ -164,6 +184,18 @@ class Ingestor:
                 )
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+    def _score_windows(self) -> None:
+        """Feed the applied batch to the drift statistics; export and log each window that closed."""
+        for window, scores in self.quality.observe(self._events, self._rejected_counts):
+            for feature, score in scores.items():  # an unscored feature is unknown again (NaN)
+                metrics.DRIFT.labels(feature=feature).set(float("nan") if score is None else score)
+            end = window.start + timedelta(seconds=self.quality.seconds)
+            metrics.WINDOW_END.set((end - _EPOCH).total_seconds())
+            top = strongest(scores)
+            log.info({"event": "window", "start": window.start.isoformat(), "lines": window.lines,
+                      "reference": not scores, "strongest": top[0] if top else None,
+                      "score": round(top[1], 4) if top else None, "drift": verdict(top[1] if top else None)})
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self, max_idle: float | None = None, progress_seconds: float = 5.0) -> Totals:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 
 from data_parsing.parser import REASONS
+from data_parsing.quality import FEATURES
 
 EVENTS = Counter("parser_events", "Events applied to the store, by kind", ["kind"])
 REJECTED = Counter("parser_rejected", "Lines rejected by the parser, by reason", ["reason"])
@@ -16,11 +17,20 @@ BATCH_SECONDS = Histogram(
 CONSUMER_LAG = Gauge("parser_consumer_lag", "Messages not yet consumed, summed over assigned partitions")
 LAST_APPLIED = Gauge("parser_last_applied_timestamp_seconds", "Unix time when the last batch committed")
 UP = Gauge("parser_up", "1 while the parser runs")
+DRIFT = Gauge(
+    "stream_drift_score",
+    "Drift of the last closed event-time window from the reference window, by feature (PSI; line_rate: "
+    "|log10 of the rate ratio|); over 0.25 is strong drift (data_parsing/quality.py)",
+    ["feature"],
+)
+WINDOW_END = Gauge("stream_window_end_timestamp_seconds", "Event-time end of the last scored stream window")
 
 for _kind in ("watch", "rate", "recommendation"):
     EVENTS.labels(kind=_kind)
 for _reason in REASONS:
     REJECTED.labels(reason=_reason)
+for _feature in FEATURES:  # NaN until a window scores it: unknown, never "no drift"
+    DRIFT.labels(feature=_feature).set(float("nan"))
 
 
 def serve(port: int, addr: str = "0.0.0.0") -> None:

@@ -8,13 +8,16 @@ The three line kinds (one event a line, fields separated by the first two commas
 
 Validation (anything else is `Rejected(reason, raw)`):
 
-- time: ISO-8601 local time `YYYY-MM-DDTHH:MM[:SS[.f{1,6}]]`, a real calendar date, no zone suffix;
+- time: ISO-8601 `YYYY-MM-DDTHH:MM[:SS[.f+]][Z|±HH[[:]MM]]`, a real calendar date; any number of fraction
+  digits (none, milli, micro, nano: truncated to microseconds); a time with `Z` or an offset is converted
+  to UTC, a time without one is taken as UTC already; events always carry naive UTC times;
 - user id: a decimal integer 0..10^9 (digits only, no sign);
 - movie id: a slug (see `SLUG_ALPHABET`), 1..250 characters, starting with a letter or a digit;
 - minute: an integer 0..10,000; rating: an integer 1..5; status: an integer 0..999;
 - result: 0..100 slugs separated by ", "; latency: a number >= 0 (up to 9 integer and 6 fraction digits);
 - server: 1..255 characters of host names and ports (letters, digits, `. - _ : [ ] /`);
-- the line: at most 4 KB (one trailing "\\n" or "\\r\\n" is dropped first), valid UTF-8, no control chars.
+- the line: at most 4 KB (one trailing "\\n", "\\r\\n" or "\\r" is dropped first), valid UTF-8, no control
+  chars.
 
 Movie-id slug alphabet: lower-case ASCII letters, digits and the punctuation real titles carry in the
 simulator's slugs, `+ - . _ ' : & ! ? ( )`. Never a comma (it separates fields and result ids), a slash
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import ClassVar
 
 MAX_LINE_BYTES = 4096
@@ -54,7 +57,9 @@ REASONS = (
     "bad_latency",
 )
 
-_TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?")
+_LOCAL_TIME_PATTERN = r"\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?"
+_ZONE_PATTERN = r"Z|[+-]\d\d(?::?\d\d)?"
+_TIME_RE = re.compile(f"{_LOCAL_TIME_PATTERN}(?:{_ZONE_PATTERN})?")
 _USER_RE = re.compile(r"\d{1,10}")
 _SLUG_RE = re.compile(rf"[a-z0-9][a-z0-9+\-._':&!?()]{{0,{MAX_SLUG_LEN - 1}}}")
 _MINUTE_RE = re.compile(r"\d{1,5}")
@@ -70,9 +75,11 @@ _RECOMMENDATION_RE = re.compile(
 # valid UTF-8 without control characters, and far below 4 KB). Anything it does not match takes the general
 # path, which alone decides rejections; both give the same event for every line the fast path matches.
 _FAST_WATCH_RE = re.compile(
-    rb"(\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?),(\d{1,10}),GET /data/m/"
-    rb"([a-z0-9][a-z0-9+\-._':&!?()]{0,%d})/(\d{1,5})\.mpg(?:\r\n|\n)?" % (MAX_SLUG_LEN - 1)
+    rb"(%s)(%s)?,(\d{1,10}),GET /data/m/"
+    rb"([a-z0-9][a-z0-9+\-._':&!?()]{0,%d})/(\d{1,5})\.mpg(?:\r\n|\n|\r)?"
+    % (_LOCAL_TIME_PATTERN.encode(), _ZONE_PATTERN.encode(), MAX_SLUG_LEN - 1)
 )
+fromisoformat = datetime.fromisoformat
 _WATCH_PREFIX = "GET /data/m/"
 _RATE_PREFIX = "GET /rate/"
 _RECOMMENDATION_PREFIX = "recommendation request "
@@ -80,6 +87,18 @@ _RECOMMENDATION_PREFIX = "recommendation request "
 
 def _format_time(ts: datetime) -> str:
     return ts.isoformat()
+
+
+def to_time(text: str) -> datetime:
+    """A time that matched `_TIME_RE` as a naive UTC datetime (fraction truncated to microseconds).
+
+    ValueError when it is not a calendar date or the offset is out of range. Python's `fromisoformat`
+    truncates any number of fraction digits; the regex, not it, decides which forms are accepted (it
+    alone would also take week dates and compact forms)."""
+    ts = datetime.fromisoformat(text)
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(UTC).replace(tzinfo=None)
+    return ts
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,12 +167,16 @@ class Rejected:
 def _strip_newline(line: str) -> str:
     if line.endswith("\n"):
         line = line[:-2] if line.endswith("\r\n") else line[:-1]
+    elif line.endswith("\r"):
+        line = line[:-1]
     return line
 
 
 def _decode(line: bytes) -> str | Rejected:
     if line.endswith(b"\n"):
         line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+    elif line.endswith(b"\r"):
+        line = line[:-1]
     if len(line) > MAX_LINE_BYTES:
         return Rejected("too_long", line[:MAX_LINE_BYTES].decode("utf-8", "backslashreplace"))
     try:
@@ -168,12 +191,12 @@ def parse(line: str | bytes) -> Event | Rejected:
         if type(line) is bytes:
             match = _FAST_WATCH_RE.fullmatch(line)
             if match is not None:
-                time_b, user_b, movie_b, minute_b = match.groups()
+                time_b, zone_b, user_b, movie_b, minute_b = match.groups()
                 user_id, minute = int(user_b), int(minute_b)
                 if user_id <= MAX_USER_ID and minute <= MAX_MINUTE:
-                    try:
-                        ts = datetime.fromisoformat(time_b.decode())
-                    except ValueError:  # not a calendar date: the general path names the reason
+                    try:  # a time without a zone needs no conversion
+                        ts = fromisoformat(time_b.decode()) if zone_b is None else to_time((time_b + zone_b).decode())
+                    except (ValueError, OverflowError):  # not a calendar date: the general path names it
                         return _parse(line)
                     return WatchEvent(ts, user_id, movie_b.decode(), minute)
         return _parse(line)
@@ -207,8 +230,8 @@ def _parse(line: str | bytes) -> Event | Rejected:
     if not _TIME_RE.fullmatch(time_s):
         return Rejected("bad_time", text)
     try:
-        ts = datetime.fromisoformat(time_s)
-    except ValueError:
+        ts = to_time(time_s)
+    except (ValueError, OverflowError):
         return Rejected("bad_time", text)
     if not _USER_RE.fullmatch(user_s) or int(user_s) > MAX_USER_ID:
         return Rejected("bad_user", text)

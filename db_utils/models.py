@@ -83,6 +83,8 @@ class Watched(Base):
     last_ts: Mapped[datetime] = mapped_column(DateTime)
 
     __table_args__ = (
+        CheckConstraint("max_minute BETWEEN 0 AND 10000", name="ck_watched_minute_range"),
+        CheckConstraint("first_ts <= last_ts", name="ck_watched_first_before_last"),
         Index("ix_watched_user_last_ts", "user_id", "last_ts"),
         Index("ix_watched_movie_last_ts", "movie_id", "last_ts"),
     )
@@ -116,7 +118,11 @@ class RecommendationServed(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     movie_ids: Mapped[str] = mapped_column(Text)
 
-    __table_args__ = (Index("ix_served_ts", "ts"),)
+    __table_args__ = (
+        CheckConstraint("status BETWEEN 0 AND 999", name="ck_served_status_range"),
+        CheckConstraint("latency_ms >= 0", name="ck_served_latency_nonnegative"),
+        Index("ix_served_ts", "ts"),
+    )
 
 
 class RejectedLine(Base):

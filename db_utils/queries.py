@@ -12,12 +12,26 @@ SQLite and PostgreSQL use ``INSERT ... ON CONFLICT``; SQL Server (Azure SQL) use
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NotRequired, TypedDict
 
-from sqlalchemy import Connection, Dialect, Table, and_, bindparam, exists, func, or_, select, text, union_all
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Dialect,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -115,41 +129,71 @@ MOVIE_FIELDS = ("title", "year", "genres", "overview", "tagline", "keywords", "p
                 "vote_count", "runtime", "original_language", "release_date", "content_hash", "updated_at")
 
 
-def _merge_value(rule: Merge, old: Any, new: Any) -> Any:
-    """The pure form of a merge rule, used to pre-aggregate a batch before it reaches SQL."""
-    if rule == "keep":
-        return old
-    if rule == "replace":
-        return new
-    if rule == "coalesce":
-        return old if new is None else new
-    if old is None or new is None:
-        return old if new is None else new
-    return max(old, new) if rule == "max" else min(old, new)
+_PY_MERGE = {
+    # rule -> (statement for a NOT NULL column, statement for a nullable one); {o} is the kept value (an item
+    # of the list kept so far, in column order), {v} the new value. NULL never wins a max or a min.
+    "max": ("if {v} > {o}: {o} = {v}", "if {v} is not None and ({o} is None or {v} > {o}): {o} = {v}"),
+    "min": ("if {v} < {o}: {o} = {v}", "if {v} is not None and ({o} is None or {v} < {o}): {o} = {v}"),
+    "replace": ("{o} = {v}", "{o} = {v}"),
+    "coalesce": ("if {v} is not None: {o} = {v}", "if {v} is not None: {o} = {v}"),
+    "keep": ("", ""),
+}
+
+Fold = Any
+"""``fold(acc, key, *values)``: merge one row (its key and its values in the folder's column order) into
+``acc``, a dict from key to the list of values kept so far. Returns None."""
+
+_folders: dict[tuple, Fold] = {}
 
 
-def _is_newer(spec: UpsertSpec, old: dict, new: dict) -> bool:
-    assert spec.newer is not None
-    time_col, tie_col = spec.newer
-    return (new[time_col], new[tie_col]) > (old[time_col], old[tie_col])
+def folder(spec: UpsertSpec, columns: Sequence[str]) -> Fold:
+    """The spec's merge rules compiled into one Python function over ``columns`` (non-key columns, in order).
+
+    The pure form of the rules, used to pre-aggregate a batch before it reaches SQL (``aggregate``, and the
+    parser's batch fold): generated once per (spec, columns) so that a fold costs one call and a few
+    comparisons a row, as fast as a hand-written one, with the spec the single owner of every rule."""
+    cache_key = (spec.table.name, spec.keys, tuple(spec.merges.items()), spec.newer, tuple(columns))
+    fold = _folders.get(cache_key)
+    if fold is not None:
+        return fold
+    params = [f"v{n}" for n in range(len(columns))]
+    body = [f"def fold(acc, key, {', '.join(params)}):" if params else "def fold(acc, key):",
+            "    o = acc.get(key)",
+            "    if o is None:",
+            f"        acc[key] = [{', '.join(params)}]",
+            "        return"]
+    if spec.newer is not None:
+        t, tie = (columns.index(c) for c in spec.newer)
+        body.append(f"    if (v{t}, v{tie}) > (o[{t}], o[{tie}]): acc[key] = [{', '.join(params)}]")
+    else:
+        for n, col in enumerate(columns):
+            nullable = spec.table.c[col].nullable
+            line = _PY_MERGE[spec.merges[col]][1 if nullable else 0]
+            if line:
+                body.append("    " + line.format(o=f"o[{n}]", v=f"v{n}"))
+    source = "\n".join(body)  # built from column indices and the fixed templates above only
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<fold {spec.table.name}>", "exec"), namespace)
+    fold = _folders[cache_key] = namespace["fold"]
+    fold.source = source  # for a reader or a debugger: what the spec compiled to
+    return fold
 
 
 def aggregate(spec: UpsertSpec, rows: Iterable[dict]) -> list[dict]:
-    """Fold rows with the same key into one, with the spec's rules (in input order). Pure."""
-    out: dict[tuple, dict] = {}
-    for row in rows:
-        key = tuple(row[k] for k in spec.keys)
-        old = out.get(key)
-        if old is None:
-            out[key] = dict(row)
-        elif spec.newer is not None:
-            if _is_newer(spec, old, row):
-                out[key] = dict(row)
-        else:
-            for col, rule in spec.merges.items():
-                if col in row:
-                    old[col] = _merge_value(rule, old.get(col), row[col])
-    return list(out.values())
+    """Fold rows with the same key into one, with the spec's rules (in input order). Pure.
+
+    Every row must carry the columns of the first one."""
+    rows = iter(rows)
+    first = next(rows, None)
+    if first is None:
+        return []
+    columns = [c for c in first if c not in spec.keys]
+    fold = folder(spec, columns)
+    acc: dict[tuple, list] = {}
+    for row in itertools.chain((first,), rows):
+        fold(acc, tuple(row[k] for k in spec.keys), *(row[c] for c in columns))
+    return [{**dict(zip(spec.keys, key, strict=True)), **dict(zip(columns, values, strict=True))}
+            for key, values in acc.items()]
 
 
 # ------------------------------------------------------------------------------------ dialect statements
@@ -217,6 +261,53 @@ def merge_statement_mssql(spec: UpsertSpec, columns: Sequence[str]) -> str:
             f"{matched} WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values});")
 
 
+def _sqlite_datetime(fallback: Any) -> Any:
+    """SQLite's DateTime bind processor with a fast path for naive datetimes (``isoformat`` writes the very
+    text SQLAlchemy's processor writes, ``YYYY-MM-DD HH:MM:SS.ffffff``; a property test holds them equal);
+    anything else takes SQLAlchemy's own processor."""
+
+    def process(value: Any) -> Any:
+        if type(value) is datetime and value.tzinfo is None:
+            return value.isoformat(" ", "microseconds")
+        return fallback(value)
+
+    return process
+
+
+_raw_upserts: dict[tuple, tuple[str, Any]] = {}
+
+
+def _raw_upsert_plan(dialect: Dialect, spec: UpsertSpec, columns: Sequence[str]) -> tuple[str, Any]:
+    """The ON CONFLICT statement compiled once as the driver's positional SQL, and a function from a row
+    dict to the driver's parameter tuple (SQLAlchemy's bind processors applied, generated per column list).
+
+    The parser writes tens of thousands of rows a second: SQLAlchemy's per-row parameter processing cost
+    as much as the database's own executemany (docs/benchmarks.md); this runs the same statement, with the
+    same values, on the DBAPI cursor of the same transaction."""
+    key = (dialect.name, spec.table.name, spec.keys, tuple(spec.merges.items()), spec.newer, tuple(columns))
+    plan = _raw_upserts.get(key)
+    if plan is not None:
+        return plan
+    positional = dialect if dialect.positional else type(dialect)(paramstyle="format")
+    compiled = _on_conflict_statement(dialect.name, spec, columns).compile(dialect=positional, column_keys=columns)
+    order = list(compiled.positiontup or ())
+    if sorted(order) != sorted(columns):
+        raise RuntimeError(f"unexpected parameters {order} in the {spec.table.name} upsert")
+    processors: dict[str, Any] = {}
+    for name in order:
+        col_type = spec.table.c[name].type
+        proc = col_type.dialect_impl(dialect).bind_processor(dialect)
+        if proc is not None:
+            is_datetime = dialect.name == "sqlite" and col_type._type_affinity is DateTime
+            processors[name] = _sqlite_datetime(proc) if is_datetime else proc
+    items = [f"p_{name}(r[{name!r}])" if name in processors else f"r[{name!r}]" for name in order]
+    namespace: dict[str, Any] = {f"p_{name}": proc for name, proc in processors.items()}
+    exec(compile(f"def to_params(r):\n    return ({', '.join(items)},)", f"<params {spec.table.name}>", "exec"),
+         namespace)
+    plan = _raw_upserts[key] = (str(compiled), namespace["to_params"])
+    return plan
+
+
 def _execute_upsert(conn: Connection, spec: UpsertSpec, rows: list[dict]) -> int:
     if not rows:
         return 0
@@ -225,7 +316,10 @@ def _execute_upsert(conn: Connection, spec: UpsertSpec, rows: list[dict]) -> int
     if dialect == "mssql":
         conn.execute(text(merge_statement_mssql(spec, columns)), rows)
     elif dialect in ("sqlite", "postgresql"):
-        conn.execute(_on_conflict_statement(dialect, spec, columns), rows)
+        sql, to_params = _raw_upsert_plan(conn.dialect, spec, columns)
+        # driver SQL: no compile and no parameter processing, but SQLAlchemy's error translation and
+        # connection invalidation still apply (the parser retries on OperationalError)
+        conn.exec_driver_sql(sql, list(map(to_params, rows)))
     else:
         raise NotImplementedError(f"the SQL store does not support the {dialect} dialect")
     return len(rows)
@@ -429,6 +523,47 @@ def upsert_stream_batch(
         _execute_upsert(conn, RATINGS, list(ratings))
     if served:
         _execute_upsert(conn, SERVED, [{**s, "movie_ids": ",".join(s["movie_ids"])} for s in served])
+
+
+
+def prune_rejected(conn: Connection, keep: int) -> int:
+    """Delete all but the newest ``keep`` rejected lines (by id), so the audit table stays bounded in size
+    whatever the stream sends. Returns the number of rows deleted."""
+    table = RejectedLine.__table__
+    cutoff = conn.execute(select(table.c.id).order_by(table.c.id.desc()).offset(keep).limit(1)).scalar()
+    if cutoff is None:
+        return 0
+    return conn.execute(table.delete().where(table.c.id <= cutoff)).rowcount
+
+
+def known_stream_ids(conn: Connection, limit: int) -> tuple[list[int], list[str]]:
+    """Up to ``limit`` user ids and movie ids the store knows (the parser's drift statistics start from them,
+    so that a restart does not count every returning user as new)."""
+    u, m = User.__table__.c, Movie.__table__.c
+    users = list(conn.execute(select(u.id).limit(limit)).scalars())
+    movies = list(conn.execute(select(m.id).limit(limit)).scalars())
+    return users, movies
+
+
+def stream_quality_rows(conn: Connection, since: datetime) -> dict[str, list[tuple]]:
+    """What the store keeps of the stream since ``since``, for ``data_parsing quality``: watched pairs
+    (user, movie, max_minute, last_ts), ratings (user, movie, rating, ts), served requests (user, ts, status,
+    latency_ms), stored rejects (reason, ts), and the first appearance of users and of movies at or after
+    ``since`` (id, time)."""
+    w, r, s = Watched.__table__.c, Rating.__table__.c, RecommendationServed.__table__.c
+    rej, u = RejectedLine.__table__.c, User.__table__.c
+    both = union_all(select(w.movie_id.label("movie_id"), w.first_ts.label("ts")),
+                     select(r.movie_id, r.ts)).subquery()
+    first_ts = func.min(both.c.ts)
+    queries = {
+        "watched": select(w.user_id, w.movie_id, w.max_minute, w.last_ts).where(w.last_ts >= since),
+        "ratings": select(r.user_id, r.movie_id, r.rating, r.ts).where(r.ts >= since),
+        "served": select(s.user_id, s.ts, s.status, s.latency_ms).where(s.ts >= since),
+        "rejected": select(rej.reason, rej.ts).where(rej.ts >= since),
+        "user_first": select(u.id, u.first_seen).where(u.first_seen >= since),
+        "movie_first": select(both.c.movie_id, first_ts).group_by(both.c.movie_id).having(first_ts >= since),
+    }
+    return {name: [tuple(row) for row in conn.execute(stmt)] for name, stmt in queries.items()}
 
 # ------------------------------------------------------------------------------------- embeddings job
 

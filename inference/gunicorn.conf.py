@@ -12,15 +12,27 @@
 * limit_request_line 0 lifts gunicorn's 4 KB request-line cap so a 10 KB user id reaches the app and
   gets the service's own one-sentence 400 (gunicorn still caps the line at 1 MB).
 * control socket: off unless GUNICORN_CONTROL_SOCKET names a path.
-* Prometheus multiprocess mode: PROMETHEUS_MULTIPROC_DIR (default: a fresh directory under /tmp) is
-  cleared of its *.db sample files at start and each dead worker's live gauges are removed (`child_exit`).
+* Prometheus multiprocess mode: PROMETHEUS_MULTIPROC_DIR is set here BEFORE prometheus_client is first
+  imported (it picks its in-memory or file-backed value class at import, and the workers inherit the
+  master's modules: imported first, every worker counted in memory while /metrics read an empty
+  directory). When unset, each master makes a private directory under the temp dir and removes it at exit
+  (`on_exit`); a given directory is cleared of its *.db sample files at start and kept. Each dead worker's
+  live gauges are removed (`child_exit`).
 """
 
 import glob
 import os
+import shutil
 import tempfile
 
-from prometheus_client import multiprocess
+# A configuration reload (SIGHUP) runs this file again with the variable set: the marker keeps the
+# directory this master made its own.
+_OWN_METRICS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "") in ("", os.environ.get("_INFERENCE_OWN_PROM_DIR"))
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ["_INFERENCE_OWN_PROM_DIR"] = tempfile.mkdtemp(
+        prefix="inference-prom-")
+
+from prometheus_client import multiprocess  # noqa: E402 - must follow PROMETHEUS_MULTIPROC_DIR
 
 
 def _env_int(name: str, default: int) -> int:
@@ -52,8 +64,6 @@ if os.environ.get("GUNICORN_CONTROL_SOCKET"):
 else:
     control_socket_disable = True
 
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="inference-prom-")
 raw_env = [f"PROMETHEUS_MULTIPROC_DIR={os.environ['PROMETHEUS_MULTIPROC_DIR']}"]
 
 
@@ -63,6 +73,14 @@ def on_starting(server):
     os.makedirs(path, exist_ok=True)
     for name in glob.glob(os.path.join(path, "*.db")):  # only prometheus_client's own files
         os.remove(name)
+    server.log.info("prometheus multiprocess directory %s (%s)", path,
+                    "private, removed at exit" if _OWN_METRICS_DIR else "given, kept")
+
+
+def on_exit(server):
+    """Remove the private metrics directory this master made (a given directory is the caller's)."""
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 def child_exit(server, worker):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 
 from db_utils import queries
 from tests.fixtures.stores import clear_store, store_state
@@ -45,3 +47,47 @@ def test_stream_batch_equals_single_upserts_and_replays_change_nothing(store_eng
         with store_engine.begin() as conn:
             queries.upsert_stream_batch(conn, **_batch())
         assert store_state(store_engine) == expected
+
+
+@pytest.mark.parametrize(
+    ("table", "row"),
+    [
+        ("watched", {"max_minute": 10_001}),
+        ("watched", {"max_minute": -1}),
+        ("watched", {"first_ts": T0 + timedelta(minutes=5)}),  # after last_ts
+        ("served", {"status": 1000}),
+        ("served", {"latency_ms": -0.5}),
+    ],
+)
+def test_store_constraints_refuse_malformed_rows(store_engine: Engine, table: str, row: dict) -> None:
+    """Migration 0004: whatever the writer, a malformed stream row never reaches the tables."""
+    batch = _batch()
+    batch[table] = [{**batch[table][0], **row}]
+    with pytest.raises(IntegrityError), store_engine.begin() as conn:
+        queries.upsert_stream_batch(conn, **batch)
+    with store_engine.connect() as conn:
+        assert queries.count_rows(conn, "users") == 0  # the whole batch rolled back
+
+
+def test_constraints_migration_keeps_rows_and_downgrades(tmp_path) -> None:
+    """0004 on a store holding rows (SQLite copies the tables): rows kept; down to 0003 and back up."""
+    from alembic import command
+
+    from db_utils import migrate
+    from db_utils.engine import create
+
+    url = f"sqlite:///{tmp_path}/recsys.db"
+    migrate.upgrade(url, "0003")
+    engine = create(url)
+    with engine.begin() as conn:
+        queries.upsert_watches(conn, WATCHES)
+        queries.upsert_served(conn, SERVED)
+    before = store_state(engine)
+    migrate.upgrade(url)
+    assert store_state(engine) == before
+    command.downgrade(migrate.alembic_config(url), "0003")
+    migrate.upgrade(url)
+    assert store_state(engine) == before
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        queries.upsert_watches(conn, [{**WATCHES[0], "minute": 10_001}])
+    engine.dispose()

@@ -34,6 +34,7 @@ REQUIRED_ALERTS = {
     "RecommenderFallbackHigh",
     "ParserDown",
     "ParserStalled",
+    "StreamDrift",
     "ParserRejectedLinesHigh",
     "ContainerMemoryGrowing",
     "ExperimentTreatmentWorse",

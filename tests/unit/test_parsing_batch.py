@@ -150,3 +150,56 @@ def test_settings_from_env() -> None:
     assert ParserSettings.from_env({}) == ParserSettings()
     with pytest.raises(ValueError, match="PARSER_BATCH_SIZE"):
         ParserSettings.from_env({"PARSER_BATCH_SIZE": "many"})
+
+
+maybe_times = st.one_of(st.none(), times)
+user_rows = st.fixed_dictionaries({
+    "id": st.integers(0, 3), "first_seen": maybe_times, "last_seen": maybe_times,
+    "age": st.one_of(st.none(), st.integers(10, 90)), "occupation": st.sampled_from([None, "x", "y"]),
+    "gender": st.sampled_from([None, "F", "M"]),
+})
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(user_rows, max_size=12))
+def test_spec_fold_equals_sql_row_by_row(rows: list) -> None:
+    """The Python fold compiled from an UpsertSpec (NULLs, min, max, coalesce) equals the SQL upsert built
+    from the same spec, applied one row at a time."""
+    folded, one_by_one = _fresh_engine(), _fresh_engine()
+    with folded.begin() as conn:
+        queries.upsert_users(conn, rows)  # aggregate() first, then one statement
+    with one_by_one.begin() as conn:
+        for row in rows:
+            queries._execute_upsert(conn, queries.USERS, [row])
+    assert _state(folded) == _state(one_by_one)
+
+
+def test_folder_is_compiled_once_per_spec_and_columns() -> None:
+    columns = ("max_minute", "first_ts", "last_ts")
+    assert queries.folder(queries.WATCHED, columns) is queries.folder(queries.WATCHED, columns)
+    assert queries.folder(queries.WATCHED, columns[::-1]) is not queries.folder(queries.WATCHED, columns)
+    acc: dict = {}
+    fold = queries.folder(queries.WATCHED, columns[::-1])  # (last_ts, first_ts, max_minute)
+    fold(acc, "k", 5, 5, 1)
+    fold(acc, "k", 3, 3, 9)
+    assert acc == {"k": [5, 3, 9]}
+
+
+@given(st.one_of(st.datetimes(), st.datetimes(timezones=st.just(UTC)), st.none()))
+def test_fast_sqlite_datetime_writes_what_sqlalchemy_writes(value) -> None:
+    """The writer's fast DateTime formatting is SQLAlchemy's own SQLite text, byte for byte (MIN/MAX in SQL
+    compare those strings, so one differing character would break the merge rules)."""
+    from sqlalchemy import DateTime
+    from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+
+    dialect = SQLiteDialect_pysqlite()
+    reference = DateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert queries._sqlite_datetime(reference)(value) == reference(value)
+
+
+def test_quality_and_rejected_settings_from_env() -> None:
+    settings = ParserSettings.from_env({"PARSER_QUALITY_WINDOW_SECONDS": "60", "PARSER_QUALITY_MIN_COUNT": "10",
+                                        "PARSER_REJECTED_MAX_ROWS": "5"})
+    assert (settings.quality_window_seconds, settings.quality_min_count, settings.rejected_max_rows) == (60, 10, 5)
+    with pytest.raises(ValueError, match="PARSER_QUALITY_WINDOW_SECONDS must be a positive number"):
+        ParserSettings.from_env({"PARSER_QUALITY_WINDOW_SECONDS": "0"})
