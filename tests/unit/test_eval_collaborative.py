@@ -117,6 +117,6 @@ def test_blended_vectors_query_every_weighted_source_and_combine_versions() -> N
     store = BlendedVectors([(0.5, content), (1.0, collab), (0.0, unused)])
     assert store.neighbours(["h", "nobody"], 5) == {"h": [("a", pytest.approx(0.9)), ("b", 0.4)]}
     assert content.asked == collab.asked == [(["h", "nobody"], 5)] and unused.asked == []
-    assert store.version == ("c1", "f1") and store.count() == 10
+    assert store.version == "c1+f1" and store.count() == 10
     with pytest.raises(ValueError, match="non-zero weight"):
         BlendedVectors([(0.0, content)])
