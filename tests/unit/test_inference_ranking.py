@@ -183,3 +183,17 @@ def test_popular_fill_skips_pushed_away_and_seen_movies_beyond_the_first_twenty(
     neighbours = {"bad": [(f"p{i:02d}", 0.9) for i in range(5)]}
     out = ids(rank([("bad", 1), ("p05", None)], neighbours, popular, CONFIG))
     assert out == [f"p{i:02d}" for i in range(6, 26)]
+
+
+def test_damping_sees_viewer_counts_whether_or_not_the_popular_list_was_normalized_first() -> None:
+    """The service normalizes its popular list once per reload and the gate passes raw counts: with a
+    non-zero popularity damping both must rank alike (the damping divides by viewers, not by [0, 1])."""
+    from inference.ranking import normalize_popularity
+
+    popular = [("blockbuster", 5000), ("niche", 3), ("mid", 200)]
+    neighbours = {"h": [("blockbuster", 0.9), ("niche", 0.6), ("mid", 0.7)]}
+    config = RankConfig(popularity_damping=0.3)
+    raw = rank([("h", 5)], neighbours, popular, config)
+    normalized = rank([("h", 5)], neighbours, normalize_popularity(popular), config)
+    assert raw == normalized
+    assert raw[0].movie_id == "niche"  # 0.6 / 4**0.3 beats 0.9 / 5001**0.3: the counts were used
