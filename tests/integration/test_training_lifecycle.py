@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -258,6 +259,9 @@ def test_kill_9_of_the_trainer_in_every_step_keeps_serving_and_the_next_run_fini
         statuses = {v.name: v.status for v in mv.list_versions(conn)}
     assert statuses[done["version"]] == "active"
     assert "candidate" not in statuses.values()  # every orphan was recovered as failed
+    with engine.connect() as conn:
+        kept = [v for v in mv.list_versions(conn) if not v.collections_dropped]
+    assert 1 <= len(kept) <= TrainingSettings().keep_versions  # older and failed versions' vectors deleted
     engine.dispose()
 
 
@@ -285,3 +289,42 @@ def test_the_trainer_on_postgresql_and_a_chroma_server(demo, pg_engine, chroma_s
     vectors = store.get(store_ids := sorted(store.ids())[:3])
     assert set(vectors) == set(store_ids) and all(np.isclose(np.linalg.norm(v), 1.0, atol=1e-3)
                                                    for v in vectors.values())
+
+
+def test_the_schedule_retries_a_failed_cycle_serves_metrics_and_stops_on_sigterm(demo, tmp_path, encoder):
+    """`run --every`: a cycle on an empty store fails and is logged; after the stream arrives the next tick
+    promotes; /metrics counts both; SIGTERM ends the trainer between steps with exit 0."""
+    from tests.fixtures.services import free_port
+
+    url = f"sqlite:///{tmp_path}/recsys.db"
+    chroma = str(tmp_path / "chroma")
+    migrate.upgrade(url)
+    port = free_port()
+    env = {**trainer_env(url, chroma, encoder), "TRAIN_METRICS_PORT": str(port)}
+    proc = subprocess.Popen([sys.executable, "-m", "training", "run", "--every", "3s", "--catalog", demo.catalog],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        log = ""
+        deadline = time.monotonic() + 240
+        while "cycle failed" not in log and time.monotonic() < deadline:
+            log += proc.stderr.readline()
+        assert "the store holds no watch or rating yet" in log
+        ingest(url, demo.first)
+        line = proc.stdout.readline()  # the next tick's document
+        assert json.loads(line)["status"] == "active"
+
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                return response.read().decode()
+
+        metrics = scrape()
+        failed = re.search(r'trainer_cycles_total\{status="failed"\} (\d+)', metrics)
+        assert failed and int(failed.group(1)) >= 1
+        assert 'trainer_cycles_total{status="active"} 1.0' in metrics
+        assert "trainer_active_version 1.0" in metrics
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
