@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from evaluation.simulator.formats import slugify
+from core.ids import claim_unique, slugify
 
 log = logging.getLogger(__name__)
 
@@ -238,10 +238,7 @@ def load_kaggle(path: str, stats: LoadStats | None = None) -> Iterator[Movie]:
                 stats.skip("duplicate id")
                 continue
             seen_tmdb.add(movie.pop("tmdb_id"))
-            base, n = movie["id"], 2
-            while movie["id"] in taken:  # the simulator's rule (evaluation.simulator.formats.unique_slugs)
-                movie["id"], n = f"{base}+{n}", n + 1
-            taken.add(movie["id"])
+            movie["id"] = claim_unique(movie["id"], taken)  # the simulator's rule (core.ids.unique_slugs)
             stats.loaded += 1
             yield movie
     finally:

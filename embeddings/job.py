@@ -46,7 +46,7 @@ SQL_CHUNK = 5000
 
 class TextEncoder(Protocol):
     """What the job needs of an encoder: vectors, and the fingerprint of the model that makes them
-    (`embeddings.encoder.model_fingerprint`), recorded with the collection."""
+    (`embeddings.fingerprint.model_fingerprint`), recorded with the collection."""
 
     @property
     def fingerprint(self) -> str: ...
@@ -79,10 +79,10 @@ def load_source(source: str, settings: EmbeddingSettings, engine: Engine, stats:
     """Movies of a catalog source: `PATH.csv`, `kaggle:PATH`, `movielens` (the demo catalog) or `api`
     (the movie API, for movies registered from the stream without a title)."""
     if source == "movielens":
-        from evaluation.simulator.movielens import write_movielens
+        from embeddings.movielens import write_catalog
 
         with tempfile.TemporaryDirectory(prefix="movielens-") as tmp:
-            write_movielens(tmp)
+            write_catalog(os.path.join(tmp, "catalog.csv"))
             yield from load_csv(os.path.join(tmp, "catalog.csv"), stats)
     elif source == "api":
         if not settings.movie_api_url:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from embeddings.encoder import model_fingerprint
+from embeddings.fingerprint import model_fingerprint
 
 log = logging.getLogger("embeddings.onnx")
 EXPORT_FORMAT = 1  # bump when the exported graph changes shape or meaning

@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from evaluation.simulator.formats import display_title, rate_line, recommendation_line, unique_slugs, watch_line
+from core.ids import display_title, unique_slugs
+from evaluation.simulator.formats import rate_line, recommendation_line, watch_line
 
 GENRE_FLAGS = ("Action", "Animation", "Comedy", "Drama", "Documentary", "Romance", "Short")
 SERVER = "17645-team06.isri.cmu.edu:8082"
