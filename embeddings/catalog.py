@@ -335,7 +335,7 @@ class MovieApi:
             except ValueError as exc:
                 return movie_id, None, f"bad answer: {exc}"
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-                log.warning(json.dumps({"event": "movie_api_error", "movie_id": movie_id, "error": str(exc)}))
+                log.warning({"event": "movie_api_error", "movie_id": movie_id, "error": str(exc)})
                 return movie_id, None, "unreachable"
 
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="movie-api") as pool:

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Engine, inspect
 
+from core.logs import setup as setup_logs
 from core.settings import EnvSettings, env
 from db_utils import queries
 from embeddings.collaborative import CollabConfig, interaction_matrix, item_vectors
@@ -74,7 +75,7 @@ def build_collab(engine: Engine, store: VectorStore, config: CollabConfig | None
     version = store.stamp_version()
     summary = {"users": len(interactions.users), "movies": len(ids), "pairs": len(pairs), "dim": int(vectors.shape[1]),
                "deleted": len(gone), "version": version, "seconds": round(time.perf_counter() - started, 3)}
-    log.info(json.dumps({"event": "collab_done", **summary}))
+    log.info({"event": "collab_done", **summary})
     return summary
 
 
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", help="SQLAlchemy URL (default: DATABASE_URL or sqlite:///data/recsys.db)")
     parser.add_argument("--dim", type=int, help="latent factors (default: COLLAB_DIM or 64)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    setup_logs(logging.INFO)
     from sqlalchemy.exc import SQLAlchemyError
 
     from db_utils.engine import get_engine

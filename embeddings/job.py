@@ -19,7 +19,6 @@ neighbour lists until the new version is stamped); build into another CHROMA_COL
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -72,7 +71,7 @@ class BuildReport:
 
 
 def _log(event: str, **fields: Any) -> None:
-    log.info(json.dumps({"event": event, **fields}, default=str))
+    log.info({"event": event, **fields})
 
 
 def load_source(source: str, settings: EmbeddingSettings, engine: Engine, stats: LoadStats) -> Iterator[dict]:
