@@ -1,7 +1,7 @@
 """Settings of the embeddings part, read from the environment with documented defaults (`core.settings`).
 
 Each variable is documented once, under its field below; `core.settings.markdown_table(EmbeddingSettings)`
-renders them as the table in docs/operations.md.
+renders them as a table (variable, meaning, accepted form, default).
 """
 
 from __future__ import annotations
