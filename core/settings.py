@@ -21,7 +21,12 @@ A settings class is a frozen dataclass whose fields say where they come from::
   environment (nested settings).
 - A bad value is a startup error, `SettingsError` (a ValueError), one sentence naming the variable, the
   value and the accepted form: nothing is clamped silently, nothing falls back to a default.
-- Unset or blank variables keep the field's default; keyword arguments to `from_env` override both.
+- Unset or blank variables keep the field's default (`blank=True`: a variable set to '' means ''); keyword
+  arguments to `from_env` override both.
+
+Adopting it in a settings class: derive from `EnvSettings`, replace each `os.environ.get`/`int()` by a
+field `name: T = env("VAR", default, minimum=...)` with its docstring under it, delete the hand-written
+`from_env`; callers keep calling `Cls.from_env(env)`.
 """
 
 from __future__ import annotations
@@ -57,18 +62,20 @@ class EnvSpec:
     choices: tuple[str, ...] | None = None
     parse: Callable[[str], Any] | None = None
     form: str | None = None
+    blank: bool = False
 
 
 def env(var: str, default: Any = dataclasses.MISSING, *, default_factory: Callable[[], Any] | None = None,
         minimum: float | None = None, maximum: float | None = None, choices: tuple[str, ...] | None = None,
-        parse: Callable[[str], Any] | None = None, form: str | None = None) -> Any:
+        parse: Callable[[str], Any] | None = None, form: str | None = None, blank: bool = False) -> Any:
     """A dataclass field read from the environment variable `var` (see the module docstring).
 
     `minimum`/`maximum` bound a number (inclusive); `choices` lists the accepted strings; `parse` turns the
     raw text into the value (a ValueError from it becomes a SettingsError) and `form` describes what it
-    accepts, for the error message.
+    accepts, for the error message. `blank=True` makes a variable set to '' mean '' (a string setting that
+    '' turns off, such as a snapshot path) instead of "unset, keep the default".
     """
-    spec = EnvSpec(var, minimum, maximum, choices, parse, form)
+    spec = EnvSpec(var, minimum, maximum, choices, parse, form, blank)
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata={_KEY: spec})
     return dataclasses.field(default=default, metadata={_KEY: spec})
@@ -171,9 +178,12 @@ def from_env(cls: type[T], environ: Mapping[str, str] | None = None, **given: An
             if isinstance(kind, type) and issubclass(kind, EnvSettings):
                 values[f.name] = from_env(kind, environ)
             continue
-        raw = (environ.get(spec.var) or "").strip()
+        given_raw = environ.get(spec.var)
+        raw = (given_raw or "").strip()
         if raw:
             values[f.name] = parse_value(spec, kind, raw)
+        elif spec.blank and given_raw is not None:
+            values[f.name] = ""
     return cls(**values, **given)
 
 

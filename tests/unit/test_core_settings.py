@@ -29,6 +29,8 @@ class Example(EnvSettings):
     """fast or slow."""
     upper: str = env("X_UPPER", "A", parse=str.upper, form="letters")
     """Upper-cased."""
+    snapshot: str = env("X_SNAPSHOT", "data/s.json", blank=True)
+    """'' turns it off."""
     inner: Inner = field(default_factory=Inner)
     undocumented: int = env("X_UNDOC", 0)
 
@@ -43,6 +45,11 @@ def test_each_annotation_decides_the_parsing():
                             "X_MODE": "SLOW", "X_UPPER": "ab", "X_WEIGHT": "0.25"})
     assert got == Example(count=7, host="db", verbose=False, weights=(1.0, 0.5, -2.0), mode="slow", upper="AB",
                           inner=Inner(0.25))
+
+
+def test_a_blank_allowed_variable_set_to_nothing_means_nothing():
+    assert Example.from_env({"X_SNAPSHOT": ""}).snapshot == ""
+    assert Example.from_env({}).snapshot == "data/s.json"
 
 
 def test_keyword_arguments_win_over_the_environment():
@@ -80,7 +87,8 @@ def test_a_failing_parse_names_its_form():
 
 def test_variables_read_back_the_field_docstrings_nested_included():
     found = {v.var: v for v in variables(Example)}
-    assert list(found) == ["X_COUNT", "X_HOST", "X_VERBOSE", "X_WEIGHTS", "X_MODE", "X_UPPER", "X_WEIGHT", "X_UNDOC"]
+    assert list(found) == ["X_COUNT", "X_HOST", "X_VERBOSE", "X_WEIGHTS", "X_MODE", "X_UPPER", "X_SNAPSHOT", "X_WEIGHT",
+                           "X_UNDOC"]
     assert found["X_COUNT"].doc == "How many." and found["X_COUNT"].default == 3
     assert found["X_WEIGHT"].doc == "A weight in [0, 1]."
     assert found["X_UNDOC"].doc == ""
