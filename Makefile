@@ -20,12 +20,15 @@ install: $(VENV)/.installed
 run: install
 	$(PY) scripts/run_demo.py
 
-## test: the whole suite with a coverage report
-test: install
+## test: lint, then the whole suite with a coverage report
+test: lint
 	$(PY) -m pytest --cov --cov-report=term --cov-report=xml:coverage.xml --junitxml=junit.xml
 
+## lint: ruff on the tree, mypy on the packages, import-linter on the package graph (pyproject.toml)
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache .coverage coverage.xml junit.xml

@@ -74,9 +74,8 @@ end
 
 def build_store(workdir: str, users: int, movies: int, events: int, seed: int) -> tuple[dict, list[int], int]:
     """Synthesize, ingest into SQLite, write vectors; returns (env, known user ids, max user id)."""
-    from db_utils import queries
+    from db_utils import migrate, queries
     from db_utils.engine import create
-    from db_utils.models import Base
 
     meta_path = os.path.join(workdir, "store.json")
     key = {"users": users, "movies": movies, "events": events, "seed": seed}
@@ -112,7 +111,7 @@ def build_store(workdir: str, users: int, movies: int, events: int, seed: int) -
         next(fh)
         catalog = [line.split(",", 1)[0] for line in fh if line.strip()]
     engine = create(url)
-    Base.metadata.create_all(engine)
+    migrate.upgrade_engine(engine)  # the schema as production builds it
     with engine.begin() as conn:
         queries.ensure_movies(conn, catalog)
         rows = list(watches.values())

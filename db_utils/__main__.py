@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -18,10 +19,16 @@ def main(argv: list[str] | None = None) -> int:
     cur.add_argument("--url")
     args = parser.parse_args(argv)
 
+    from core.logs import setup as setup_logs
     from db_utils import migrate
     from db_utils.config import DbSettings
 
-    url = args.url or DbSettings.from_env().url
+    setup_logs(logging.INFO)  # Alembic's "Running upgrade ..." lines, as JSON lines on stderr
+    try:
+        url = args.url or DbSettings.from_env().url
+    except ValueError as exc:  # a malformed variable: its one sentence
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     try:
         if args.command == "migrate":
             migrate.upgrade(url, args.revision)

@@ -6,6 +6,7 @@ import os
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import Engine
 
 from db_utils.config import DbSettings
 
@@ -23,6 +24,15 @@ def alembic_config(url: str | None = None) -> Config:
 def upgrade(url: str | None = None, revision: str = "head") -> None:
     """Bring the store at ``url`` up to ``revision`` (idempotent: an up-to-date store is left alone)."""
     command.upgrade(alembic_config(url), revision)
+
+
+def upgrade_engine(engine: Engine, revision: str = "head") -> None:
+    """Bring the store behind `engine` up to `revision` on one of its own connections, so that a store only
+    that engine can reach (in-memory SQLite, a test's engine) is migrated as it will be used."""
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, revision)
 
 
 def current(url: str | None = None) -> None:

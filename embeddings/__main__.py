@@ -14,6 +14,8 @@ import logging
 import os
 import sys
 
+from core.logs import setup as setup_logs
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -32,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--batch-size", type=int, help="movies per commit step (default: EMBED_BATCH_SIZE or 1024)")
     build.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    setup_logs(logging.INFO)
 
     import dataclasses
 

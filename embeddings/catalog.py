@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from evaluation.simulator.formats import slugify
+from core.ids import claim_unique, slugify
 
 log = logging.getLogger(__name__)
 
@@ -238,10 +238,7 @@ def load_kaggle(path: str, stats: LoadStats | None = None) -> Iterator[Movie]:
                 stats.skip("duplicate id")
                 continue
             seen_tmdb.add(movie.pop("tmdb_id"))
-            base, n = movie["id"], 2
-            while movie["id"] in taken:  # the simulator's rule (evaluation.simulator.formats.unique_slugs)
-                movie["id"], n = f"{base}+{n}", n + 1
-            taken.add(movie["id"])
+            movie["id"] = claim_unique(movie["id"], taken)  # the simulator's rule (core.ids.unique_slugs)
             stats.loaded += 1
             yield movie
     finally:
@@ -338,7 +335,7 @@ class MovieApi:
             except ValueError as exc:
                 return movie_id, None, f"bad answer: {exc}"
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-                log.warning(json.dumps({"event": "movie_api_error", "movie_id": movie_id, "error": str(exc)}))
+                log.warning({"event": "movie_api_error", "movie_id": movie_id, "error": str(exc)})
                 return movie_id, None, "unreachable"
 
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="movie-api") as pool:

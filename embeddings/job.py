@@ -19,7 +19,6 @@ neighbour lists until the new version is stamped); build into another CHROMA_COL
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -46,7 +45,7 @@ SQL_CHUNK = 5000
 
 class TextEncoder(Protocol):
     """What the job needs of an encoder: vectors, and the fingerprint of the model that makes them
-    (`embeddings.encoder.model_fingerprint`), recorded with the collection."""
+    (`embeddings.fingerprint.model_fingerprint`), recorded with the collection."""
 
     @property
     def fingerprint(self) -> str: ...
@@ -72,17 +71,17 @@ class BuildReport:
 
 
 def _log(event: str, **fields: Any) -> None:
-    log.info(json.dumps({"event": event, **fields}, default=str))
+    log.info({"event": event, **fields})
 
 
 def load_source(source: str, settings: EmbeddingSettings, engine: Engine, stats: LoadStats) -> Iterator[dict]:
     """Movies of a catalog source: `PATH.csv`, `kaggle:PATH`, `movielens` (the demo catalog) or `api`
     (the movie API, for movies registered from the stream without a title)."""
     if source == "movielens":
-        from evaluation.simulator.movielens import write_movielens
+        from embeddings.movielens import write_catalog
 
         with tempfile.TemporaryDirectory(prefix="movielens-") as tmp:
-            write_movielens(tmp)
+            write_catalog(os.path.join(tmp, "catalog.csv"))
             yield from load_csv(os.path.join(tmp, "catalog.csv"), stats)
     elif source == "api":
         if not settings.movie_api_url:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from embeddings.encoder import model_fingerprint
+from embeddings.fingerprint import model_fingerprint
 
 log = logging.getLogger("embeddings.onnx")
 EXPORT_FORMAT = 1  # bump when the exported graph changes shape or meaning
@@ -175,9 +175,9 @@ def load(model_path: str, cache_dir: str, reference: Any, fingerprint: str | Non
         try:
             return OnnxSentenceEncoder(model_path, path, max_len)
         except Exception as exc:  # onnxruntime raises its own untyped errors on a damaged file
-            log.warning(json.dumps({"event": "onnx_cache_unreadable", "graph": path, "error": str(exc)[:200]}))
+            log.warning({"event": "onnx_cache_unreadable", "graph": path, "error": str(exc)[:200]})
             os.remove(path)
-    log.info(json.dumps({"event": "onnx_export", "model": model_path, "graph": path}))
+    log.info({"event": "onnx_export", "model": model_path, "graph": path})
     export(model_path, path)
     encoder = OnnxSentenceEncoder(model_path, path, max_len)
     expected = reference().encode(PROBES, normalize_embeddings=True, convert_to_numpy=True)

@@ -7,7 +7,7 @@ here: the collection has no embedding function and every write passes vectors.
 The collection metadata carries `version`, a string stamped by the job whenever a build changed vectors;
 readers poll `version` (one small metadata read) and drop their caches when it changes. `dirty` is set
 while a build is writing, so a build that crashed gets its version stamped by the next run. `model` is the
-fingerprint of the encoder whose vectors the collection holds (`embeddings.encoder.model_fingerprint`), so a
+fingerprint of the encoder whose vectors the collection holds (`embeddings.fingerprint.model_fingerprint`), so a
 build with another model re-embeds everything instead of mixing two vector spaces.
 """
 

@@ -7,25 +7,10 @@ definition of "what a movie means" to the model.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-_YEAR = re.compile(r"^(18[89]\d|19\d\d|20\d\d)$")
-
-
-def title_year_from_slug(slug: str) -> tuple[str, int | None]:
-    """Recover a readable title and the year from a stream slug: `toy+story+1995` -> ("toy story", 1995).
-
-    The simulator's slugs are lower-case title words and the year joined by '+', uniqued with a trailing
-    `+2`, `+3`...; that suffix is dropped. A slug without a recognisable year gives (all words, None).
-    """
-    words = [w for w in slug.replace("%20", "+").split("+") if w]
-    if len(words) >= 3 and words[-1].isdigit() and len(words[-1]) <= 2 and _YEAR.match(words[-2]):
-        words = words[:-1]
-    if len(words) >= 2 and _YEAR.match(words[-1]):
-        return " ".join(words[:-1]), int(words[-1])
-    return " ".join(words), None
+from core.ids import title_year_from_slug
 
 
 def _names(value: Any) -> list[str]:

@@ -187,7 +187,7 @@ def serve_gauge(engine: Any, port: int, window_hours: float = 24.0, refresh_seco
             try:
                 update_gauge(engine, window_hours)
             except Exception as exc:  # the store may be briefly unavailable: keep the last value
-                log.warning('{"event": "gauge_refresh_failed", "error": "%s"}', str(exc).splitlines()[0][:200])
+                log.warning({"event": "gauge_refresh_failed", "error": str(exc).splitlines()[0][:200]})
             wait = refresh_seconds if deadline is None else min(refresh_seconds, deadline - time.monotonic())
             if wait <= 0 or stop.wait(wait):
                 break

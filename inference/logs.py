@@ -1,9 +1,9 @@
-"""JSON-lines logging with a request id: one access line per request, plus the service's own events.
+"""The service's logs: request ids, and one access line per request, in `core.logs`' JSON-lines shape.
 
-Every line has the same shape (`ts`, `level`, `logger`, `msg`, then the fields). The service's own events
-go through `logging` and `JsonFormatter`; the access line, written once per request, goes through
-`access_line`, which writes the same shape directly: the logging machinery (a LogRecord, handler locks, a
-scan of the record's attributes) cost more than the rest of a cached recommendation's bookkeeping.
+The service's own events go through `logging` and `core.logs.JsonFormatter`; the access line, written once
+per request, goes through `access_line`, which writes the same shape directly (with `core.logs.Clock`):
+the logging machinery (a LogRecord, handler locks, a scan of the record's attributes) cost more than the
+rest of a cached recommendation's bookkeeping.
 """
 
 from __future__ import annotations
@@ -18,51 +18,18 @@ import sys
 import time
 from typing import Any
 
+from core.logs import Clock, JsonFormatter, StderrHandler, setup
+
+__all__ = ["ACCESS_LOGGER", "JsonFormatter", "StderrHandler", "access_line", "request_id", "setup_logging"]
+
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}", re.ASCII)
 ACCESS_LOGGER = "inference.access"
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and any `extra` fields."""
-
-    _skip = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
-
-    def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key, value in record.__dict__.items():
-            if key not in self._skip and not key.startswith("_"):
-                doc[key] = value
-        if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc, default=str, separators=(",", ":"))
-
-
-class StderrHandler(logging.Handler):
-    """Writes to whatever sys.stderr is at emit time (so captured output in tests sees it too)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            sys.stderr.write(self.format(record) + "\n")
-        except Exception:
-            self.handleError(record)
-
-
 def setup_logging(level: int = logging.INFO) -> None:
-    """Send the `inference` loggers to stderr as JSON lines (idempotent)."""
-    logger = logging.getLogger("inference")
-    if any(isinstance(h, StderrHandler) for h in logger.handlers):
-        return
-    handler = StderrHandler()
-    handler.setFormatter(JsonFormatter())
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = False
+    """Send the `inference` loggers to stderr as JSON lines (`core.logs.setup`; idempotent)."""
+    if not any(isinstance(h, StderrHandler) for h in logging.getLogger("inference").handlers):
+        setup(level, "inference", propagate=False)
 
 
 class _Ids:
@@ -91,21 +58,7 @@ def request_id(header: str | None) -> str:
     return _ids.next()
 
 
-class _Clock:
-    """`ts` strings as JsonFormatter writes them, with the seconds part formatted once per second."""
-
-    def __init__(self) -> None:
-        self.second = -1
-        self.text = ""
-
-    def ts(self, now: float) -> str:
-        second = int(now)
-        if second != self.second:
-            self.second, self.text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self.text}.{int((now - second) * 1000):03d}Z"
-
-
-_clock = _Clock()
+_clock = Clock()
 _access = logging.getLogger(ACCESS_LOGGER)
 
 
@@ -114,6 +67,8 @@ def access_line(fields: dict[str, Any]) -> None:
     stderr, when that logger is enabled for info."""
     if not _access.isEnabledFor(logging.INFO):
         return
+    # The same shape as core.logs.JsonFormatter (line_head, then msg, then the fields; the unit test compares
+    # them), written inline: this runs once per request.
     doc = {"ts": _clock.ts(time.time()), "level": "info", "logger": ACCESS_LOGGER, "msg": "request", **fields}
     with contextlib.suppress(OSError, ValueError):  # a closed or full stderr must never fail a request
         sys.stderr.write(json.dumps(doc, default=str, separators=(",", ":")) + "\n")

@@ -17,6 +17,12 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
+    shared = config.attributes.get("connection")  # the caller's open connection (migrate.upgrade_engine)
+    if shared is not None:
+        context.configure(connection=shared, target_metadata=target_metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
     engine = create(config.get_main_option("sqlalchemy.url"))
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)

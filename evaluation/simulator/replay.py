@@ -186,7 +186,7 @@ def replay(url: str, futures: Mapping[int, Future], sink: Sink, config: ReplayCo
 def movielens_futures(config: ReplayConfig) -> tuple[dict[int, list[tuple[str, int]]], set[tuple[int, str]]]:
     """A seeded sample of MovieLens users with their last ``future`` rated movies (ties by id), and the
     set of held-out (user, movie) pairs (to leave out of the past)."""
-    from evaluation.simulator.movielens import demo_ratings
+    from embeddings.movielens import demo_ratings
 
     rows = demo_ratings()
     by_user: dict[int, list[tuple[int, str, int]]] = {}

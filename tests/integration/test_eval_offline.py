@@ -47,7 +47,8 @@ def test_report_has_every_field_for_ours_and_each_baseline(slice_report: dict) -
 
 def test_rerun_is_deterministic_and_computes_no_vector(slice_report: dict, cache_dir: str, tmp_path: Path) -> None:
     out = tmp_path / "report.json"
-    assert main(["offline", "--protocol", "leave-last-out", "--out", str(out), "--seed", "3", "--demo-users", "20", "--cache-dir", cache_dir]) == 0
+    assert main(["offline", "--protocol", "leave-last-out", "--out", str(out), "--seed", "3", "--demo-users", "20",
+                 "--cache-dir", cache_dir]) == 0
     again = json.loads(out.read_text())
     assert again["encoder_cache"]["misses"] == 0
     for field in FIELDS:

@@ -30,9 +30,10 @@ def test_environment_overrides():
 
 
 @pytest.mark.parametrize(("name", "value", "message"), [
-    ("CHROMA_PORT", "eighty", "CHROMA_PORT='eighty' is not a valid int."),
-    ("EMBED_BATCH_SIZE", "0", "EMBED_BATCH_SIZE='0' must be at least 1."),
-    ("MOVIE_API_RETRIES", "-1", "MOVIE_API_RETRIES='-1' must be at least 0."),
+    ("CHROMA_PORT", "eighty", "CHROMA_PORT='eighty' is not valid: expected an integer >= 1 and <= 65535."),
+    ("EMBED_BATCH_SIZE", "0", "EMBED_BATCH_SIZE='0' is not valid: expected an integer >= 1."),
+    ("MOVIE_API_RETRIES", "-1", "MOVIE_API_RETRIES='-1' is not valid: expected an integer >= 0."),
+    ("MOVIE_API_TIMEOUT", "nan", "MOVIE_API_TIMEOUT='nan' is not valid: expected a number >= 0.001."),
 ])
 def test_bad_values_give_one_clear_sentence(name, value, message):
     with pytest.raises(ValueError) as err:
@@ -50,4 +51,24 @@ def test_encoder_backend_defaults_to_onnx_and_accepts_torch():
 def test_unknown_encoder_backend_is_one_sentence():
     with pytest.raises(ValueError) as err:
         EmbeddingSettings.from_env({"EMBED_BACKEND": "tensorrt"})
-    assert str(err.value) == "EMBED_BACKEND='tensorrt' must be one of onnx, torch."
+    assert str(err.value) == "EMBED_BACKEND='tensorrt' is not valid: expected one of onnx, torch."
+
+
+def test_collab_collection_is_a_setting_and_collab_settings_points_at_it():
+    from embeddings.collab_job import collab_settings
+
+    assert EmbeddingSettings.from_env({}).collab_collection == "movies_cf"
+    settings = EmbeddingSettings.from_env({"CHROMA_COLLAB_COLLECTION": "cf_v2", "CHROMA_PATH": "/tmp/c"})
+    pointed = collab_settings(settings)
+    assert (pointed.collection, pointed.chroma_path) == ("cf_v2", "/tmp/c")
+
+
+def test_collab_variables_parse_into_the_collab_config():
+    from embeddings.collab_job import collab_config_from_env
+    from embeddings.collaborative import CollabConfig
+
+    assert collab_config_from_env({}) == CollabConfig()
+    config = collab_config_from_env({"COLLAB_DIM": "32", "COLLAB_SEED": "7", "COLLAB_MIN_VIEWERS": "3"})
+    assert (config.dim, config.seed, config.min_viewers) == (32, 7, 3)
+    with pytest.raises(ValueError, match=r"^COLLAB_DIM='0' is not valid: expected an integer >= 1\.$"):
+        collab_config_from_env({"COLLAB_DIM": "0"})

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from embeddings.encoder import model_fingerprint
+from embeddings.fingerprint import model_fingerprint
 
 
 @pytest.fixture

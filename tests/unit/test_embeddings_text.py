@@ -1,20 +1,7 @@
-"""movie -> embedded text, its hash, slugs and Chroma metadata."""
-
-import pytest
-
-from embeddings.text import chroma_metadata, content_hash, movie_text, title_year_from_slug
+"""movie -> embedded text, its hash and Chroma metadata (slugs: test_core_ids.py)."""
 
 
-@pytest.mark.parametrize(("slug", "expected"), [
-    ("toy+story+1995", ("toy story", 1995)),
-    ("the+lion+king+1994", ("the lion king", 1994)),
-    ("hamlet+1990+2", ("hamlet", 1990)),          # uniquing suffix dropped
-    ("2001+a+space+odyssey+1968", ("2001 a space odyssey", 1968)),
-    ("lost+reels", ("lost reels", None)),
-    ("1917+2019", ("1917", 2019)),
-])
-def test_title_year_from_slug(slug, expected):
-    assert title_year_from_slug(slug) == expected
+from embeddings.text import chroma_metadata, content_hash, movie_text
 
 
 def test_movie_text_uses_every_present_field_in_order():

@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from core.logs import Clock
 from inference import logs
 
 
@@ -69,7 +70,7 @@ def test_access_line_follows_the_logger_level(capsys):
 
 
 def test_clock_formats_milliseconds_like_the_formatter():
-    clock = logs._Clock()
+    clock = Clock()
     assert clock.ts(0.0) == "1970-01-01T00:00:00.000Z"
     assert clock.ts(0.9996) == "1970-01-01T00:00:00.999Z"
     assert clock.ts(86_401.25) == "1970-01-02T00:00:01.250Z"

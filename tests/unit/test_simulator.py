@@ -35,22 +35,6 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.parametrize(("title", "year", "slug"), [
-    ("Toy Story", 1995, "toy+story+1995"),
-    ("Deer Hunter, The", 1978, "the+deer+hunter+1978"),
-    ("Amélie (Fabuleux destin d'Amélie Poulain, Le)", 2001, "amelie+fabuleux+destin+damelie+poulain+le+2001"),
-    ("Schindler's List", 1993, "schindlers+list+1993"),
-    ("!!!", None, "untitled"),
-])
-def test_slugify(title: str, year: int | None, slug: str) -> None:
-    assert formats.slugify(title, year) == slug
-
-
-def test_unique_slugs_suffix_duplicates_in_order() -> None:
-    assert formats.unique_slugs([(1, "Hamlet", 1990), (2, "Hamlet", 1990), (3, "Hamlet", 1990)]) == {
-        1: "hamlet+1990", 2: "hamlet+1990+2", 3: "hamlet+1990+3"}
-
-
 def test_line_formats_match_the_simulator() -> None:
     ts = datetime(2015, 10, 27, 10, 0, 0)
     assert formats.watch_line(ts, 7, "the+lion+king+1994", 12) == (
