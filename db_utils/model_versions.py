@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, union_all, update
+from sqlalchemy import Connection, Table, func, select, union_all, update
 
 from db_utils.models import ModelEvent, ModelVersion, Rating, RecommendationServed, Watched
 
 _JSON_FIELDS = ("rank_config", "collab_config", "watermark", "metrics")
+VERSIONS: Table = ModelVersion.__table__  # type: ignore[assignment]
+EVENTS: Table = ModelEvent.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -75,18 +77,20 @@ def _row(mapping: Any) -> VersionRow:
 
 
 def _columns() -> list[Any]:
-    return [ModelVersion.__table__.c[name] for name in VersionRow.__dataclass_fields__]
+    return [VERSIONS.c[name] for name in VersionRow.__dataclass_fields__]
 
 
 def create_version(conn: Connection, *, content_collection: str, rank_config: dict[str, Any],
                    collab_config: dict[str, Any], code_revision: str, model_fingerprint: str,
                    now: datetime) -> int:
     """Insert a new `candidate` version and return its id (its collections are named from the id)."""
-    result = conn.execute(ModelVersion.__table__.insert().values(
+    result = conn.execute(VERSIONS.insert().values(
         status="candidate", created_at=now, content_collection=content_collection, collab_collection=None,
         rank_config=json.dumps(rank_config, sort_keys=True), collab_config=json.dumps(collab_config, sort_keys=True),
         code_revision=code_revision, model_fingerprint=model_fingerprint, collections_dropped=False))
-    return int(result.inserted_primary_key[0])
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def update_version(conn: Connection, version_id: int, **values: Any) -> None:
@@ -94,23 +98,23 @@ def update_version(conn: Connection, version_id: int, **values: Any) -> None:
     for key in _JSON_FIELDS:
         if key in values and values[key] is not None:
             values[key] = json.dumps(values[key], sort_keys=True, default=str)
-    conn.execute(update(ModelVersion.__table__).where(ModelVersion.__table__.c.id == version_id).values(**values))
+    conn.execute(update(VERSIONS).where(VERSIONS.c.id == version_id).values(**values))
 
 
 def get_version(conn: Connection, version_id: int) -> VersionRow | None:
-    row = conn.execute(select(*_columns()).where(ModelVersion.__table__.c.id == version_id)).mappings().first()
+    row = conn.execute(select(*_columns()).where(VERSIONS.c.id == version_id)).mappings().first()
     return None if row is None else _row(row)
 
 
 def list_versions(conn: Connection) -> list[VersionRow]:
     """Every version, newest first."""
-    rows = conn.execute(select(*_columns()).order_by(ModelVersion.__table__.c.id.desc())).mappings()
+    rows = conn.execute(select(*_columns()).order_by(VERSIONS.c.id.desc())).mappings()
     return [_row(r) for r in rows]
 
 
 def active_version(conn: Connection) -> VersionRow | None:
     """The active version, or None before the first promotion (one row through the unique index)."""
-    stmt = select(*_columns()).where(ModelVersion.__table__.c.status == "active")
+    stmt = select(*_columns()).where(VERSIONS.c.status == "active")
     row = conn.execute(stmt).mappings().first()
     return None if row is None else _row(row)
 
@@ -118,20 +122,20 @@ def active_version(conn: Connection) -> VersionRow | None:
 def activate(conn: Connection, version_id: int, *, event: str, reason: str, now: datetime) -> int | None:
     """Make `version_id` the active version in the caller's transaction: the active one (if another) is
     retired first, so the unique index never sees two. Returns the id of the version it replaced."""
-    t = ModelVersion.__table__
+    t = VERSIONS
     previous = conn.execute(select(t.c.id).where(t.c.status == "active")).scalar()
     if previous == version_id:
         return None
     if previous is not None:
         conn.execute(update(t).where(t.c.id == previous).values(status="retired"))
     conn.execute(update(t).where(t.c.id == version_id).values(status="active", activated_at=now, reason=reason))
-    conn.execute(ModelEvent.__table__.insert().values(version_id=version_id, event=event, at=now, reason=reason))
+    conn.execute(EVENTS.insert().values(version_id=version_id, event=event, at=now, reason=reason))
     return previous
 
 
 def activations(conn: Connection) -> list[dict[str, Any]]:
     """Every activation (promote, rollback), oldest first: version_id, event, at, reason."""
-    e = ModelEvent.__table__.c
+    e = EVENTS.c
     return [dict(r) for r in conn.execute(select(e.version_id, e.event, e.at, e.reason).order_by(e.at, e.id))
             .mappings()]
 

@@ -82,8 +82,7 @@ def build_report(experiment: str, control: str, shares: Sequence[tuple[str, floa
         "arms": arms,
         "comparisons": comparisons,
         "srm": stats.sample_ratio_mismatch({a: m["users"] for a, m in arms.items()}, share_of),
-        "treatment_worse": any(cmp["conversion"]["significant"] and cmp["conversion"]["difference"] < 0
-                               for cmp in comparisons.values()),
+        "treatment_worse": any(_worse(cmp) for cmp in comparisons.values()),
         "canary": None,
         "decision": None,
     }
@@ -137,3 +136,9 @@ def render_text(report: Mapping[str, Any]) -> str:
     lines.append(f"treatment worse: {'yes' if report['treatment_worse'] else 'no'}; "
                  f"decision: {report['decision'] or '- (not a canary)'}")
     return "\n".join(lines)
+
+
+def _worse(comparison: Mapping[str, Any]) -> bool:
+    """True when a treatment converts significantly worse than control."""
+    conversion: Mapping[str, Any] = comparison["conversion"]
+    return bool(conversion["significant"]) and float(conversion["difference"]) < 0
