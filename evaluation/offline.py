@@ -158,7 +158,7 @@ def slice_demo(catalog_path: str, events_path: str, out_dir: str, users: int, se
     touched. Returns the new (catalog, events) paths."""
     import csv
 
-    from data_parsing.parser import parse
+    from data_parsing.parser import RateEvent, WatchEvent, parse
 
     os.makedirs(out_dir, exist_ok=True)
     with open(events_path, encoding="utf-8") as fh:
@@ -166,7 +166,7 @@ def slice_demo(catalog_path: str, events_path: str, out_dir: str, users: int, se
     events = [parse(line) for line in lines]
     seen: dict[int, set[str]] = {}
     for e in events:
-        if hasattr(e, "movie_id"):
+        if isinstance(e, WatchEvent | RateEvent):
             seen.setdefault(e.user_id, set()).add(e.movie_id)
     light = [u for u, movies in seen.items() if len(movies) <= SLICE_MAX_MOVIES]
     chosen = set(sample_users(light, users, seed))

@@ -113,7 +113,7 @@ def _register_hooks(app: Flask, settings: ServiceSettings, metrics: ServiceMetri
     def finish(response: Response) -> Response:
         now = time.perf_counter()
         state = g._get_current_object()
-        req = request._get_current_object()
+        req = request._get_current_object()  # type: ignore[attr-defined]
         rid = getattr(state, "request_id", None) or request_id(None)
         seconds = now - getattr(state, "started", now)
         status = response.status_code

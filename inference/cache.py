@@ -37,7 +37,7 @@ class NeighbourList(Sequence[tuple[str, float]]):
     def __len__(self) -> int:
         return len(self._ids)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         if isinstance(index, slice):
             return list(zip(self._ids[index], self._sims[index], strict=True))
         return self._ids[index], self._sims[index]

@@ -90,7 +90,7 @@ class RankConfig:
                 raise ValueError(f"RANK_RATING_WEIGHTS must be five numbers, got {raw!r}") from exc
             if len(parsed) != 5:
                 raise ValueError(f"RANK_RATING_WEIGHTS must be five numbers, got {raw!r}")
-            weights = parsed  # type: ignore[assignment]
+            weights = parsed
         return cls(
             n_results=_int(env, "RANK_N_RESULTS", cls.n_results, minimum=1),
             rating_weights=weights,

@@ -82,7 +82,7 @@ def normalize_popularity(popularity: Popularity) -> NormalizedPopularity:
             for i, movie_id in enumerate(items):
                 ordered.setdefault(movie_id, 1.0 - i / n)  # type: ignore[arg-type]
             return NormalizedPopularity(ordered)
-        pairs = [(str(k), float(v)) for k, v in items]  # type: ignore[misc]
+        pairs = [(str(k), float(v)) for k, v in items]
     top = max((v for _, v in pairs), default=0.0)
     scale = math.log1p(top) if top > 0 else 0.0
     values: dict[str, float] = {}
@@ -103,7 +103,7 @@ def viewer_counts(popularity: Popularity) -> dict[str, float]:
     items = list(popularity)
     if not items or isinstance(items[0], str):
         return {}
-    return {str(k): float(v) for k, v in items}  # type: ignore[misc]
+    return {str(k): float(v) for k, v in items}
 
 
 def blend_neighbours(sources: Sequence[tuple[float, Neighbours]]) -> dict[str, list[tuple[str, float]]]:
@@ -174,8 +174,8 @@ def rank(
 
     pop_get = pop.get
     order = [(-value, -pop_get(candidate, 0.0), candidate) for candidate, value in scores.items()]
-    best = heapq.nsmallest(config.n_results, order) if len(order) > 4 * config.n_results else sorted(order)
+    ranked = heapq.nsmallest(config.n_results, order) if len(order) > 4 * config.n_results else sorted(order)
     return [
         Scored(movie_id, -negative, reason[movie_id][1] if movie_id in reason else None)
-        for negative, _, movie_id in best[: config.n_results]
+        for negative, _, movie_id in ranked[: config.n_results]
     ]

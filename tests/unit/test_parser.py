@@ -350,7 +350,8 @@ def test_any_simulator_line_round_trips(ts: datetime, digits: int, zone: timedel
                                         year: int | None, minute: int, rating: int, ending: str) -> None:
     """Any line the simulator's formats write (its slugs of any title, any time precision and zone, any line
     ending) parses to the event it was written from, with the time truncated to microseconds in UTC."""
-    from evaluation.simulator.formats import rate_line, recommendation_line, slugify, watch_line
+    from core.ids import slugify
+    from evaluation.simulator.formats import rate_line, recommendation_line, watch_line
 
     movie = slugify(title, year)
     expected_ts = _truncated(ts, digits)
