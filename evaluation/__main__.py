@@ -120,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     on.add_argument("--refresh-seconds", type=float, default=60.0)
     on.add_argument("--max-seconds", type=float, default=None, help="stop serving after this long")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    from core.logs import setup
+
+    setup(logging.WARNING)
     if args.command == "offline" and min(args.users or 1, args.demo_users or 1) < 1:
         parser.error("--users and --demo-users must be at least 1")
     try:

@@ -227,7 +227,8 @@ def build_pipeline(workdir: str, catalog_path: str, held_in_path: str, cache_dir
     from embeddings.collab_job import build_collab, collab_settings
     from embeddings.collaborative import CollabConfig
     from embeddings.config import EmbeddingSettings
-    from embeddings.encoder import Encoder, model_fingerprint
+    from embeddings.encoder import Encoder
+    from embeddings.fingerprint import model_fingerprint
     from embeddings.job import build
     from embeddings.store import VectorStore
 

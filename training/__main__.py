@@ -19,15 +19,11 @@ log = logging.getLogger("training")
 
 
 def _setup_logging() -> None:
-    from inference.logs import JsonFormatter
+    from core.logs import setup
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    setup(logging.WARNING)  # libraries: warnings and worse
     for name in ("training", "embeddings", "evaluation"):
-        logger = logging.getLogger(name)
-        logger.handlers = [handler]
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+        logging.getLogger(name).setLevel(logging.INFO)
 
 
 def _engine(url: str | None) -> Any:

@@ -75,7 +75,7 @@ class Context:
         return VectorStore(dataclasses.replace(self.embedding, collection=collection))
 
     def collab_name(self, version_id: int, suffix: str = "") -> str:
-        return f"{self.training.collab_prefix}_v{version_id}{suffix}"
+        return f"{self.embedding.collab_collection}_v{version_id}{suffix}"
 
 
 class Steps:

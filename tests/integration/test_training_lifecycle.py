@@ -279,9 +279,8 @@ def test_the_trainer_on_postgresql_and_a_chroma_server(demo, pg_engine, chroma_s
     host, port = chroma_server
     ingest(pg_engine.url.render_as_string(hide_password=False), demo.first)
     embedding = dataclasses.replace(EmbeddingSettings.from_env({}), chroma_host=host, chroma_port=port,
-                                    collection="movies_pg_lifecycle")
+                                    collection="movies_pg_lifecycle", collab_collection="cf_pg_lifecycle")
     ctx = context(pg_engine, embedding, encoder)
-    ctx.training = dataclasses.replace(ctx.training, collab_prefix="cf_pg_lifecycle")
     out = run_cycle(ctx, demo.catalog)
     assert out["status"] == "active", out
     store = VectorStore(dataclasses.replace(embedding, collection=f"cf_pg_lifecycle_{out['version']}"))

@@ -100,8 +100,10 @@ def _settings_classes():
     from embeddings.collab_job import CollabEnv
     from embeddings.config import EmbeddingSettings
     from evaluation.settings import NotebookSettings
+    from inference.config import RankConfig, ServiceSettings
+    from training.config import TrainingSettings
 
-    return [DbSettings, EmbeddingSettings, CollabEnv, NotebookSettings]
+    return [DbSettings, EmbeddingSettings, CollabEnv, NotebookSettings, RankConfig, ServiceSettings, TrainingSettings]
 
 
 @pytest.mark.parametrize("cls", _settings_classes(), ids=lambda c: c.__name__)
