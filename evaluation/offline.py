@@ -267,6 +267,31 @@ def build_pipeline(workdir: str, catalog_path: str, held_in_path: str, cache_dir
     return Built(db_url, content, collab, timings, encoder.hits, encoder.misses)
 
 
+def register_version(built: Built, rank_config: Any, seed: int) -> int:
+    """Record the built collections as the store's active model version, so a service started on this
+    store (`tests/integration/test_eval_offline.py`) serves exactly what this evaluation scores."""
+    from datetime import UTC, datetime
+
+    from core.revision import code_revision
+    from db_utils import model_versions as mv
+    from db_utils.engine import create
+    from embeddings.collaborative import CollabConfig
+
+    now = datetime.now(UTC).replace(tzinfo=None)
+    engine = create(built.db_url)
+    with engine.begin() as conn:
+        version_id = mv.create_version(conn, content_collection=built.content.settings.collection,
+                                       rank_config=dataclasses.asdict(rank_config),
+                                       collab_config=dataclasses.asdict(CollabConfig(seed=seed)),
+                                       code_revision=code_revision(),
+                                       model_fingerprint=built.content.model, now=now)
+        mv.update_version(conn, version_id, collab_collection=built.collab.settings.collection,
+                          watermark=mv.store_watermark(conn))
+        mv.activate(conn, version_id, event="promote", reason="registered by the leave-last-out evaluation", now=now)
+    engine.dispose()
+    return version_id
+
+
 # ------------------------------------------------------------------------------------------ recommending
 
 
@@ -380,6 +405,7 @@ def run_offline(config: OfflineConfig = OfflineConfig(), grid: Sequence[Any] = (
         built = build_pipeline(workdir, catalog_path, os.path.join(workdir, "held_in.log"), config.cache_dir,
                                config.seed)
         timings.update(built.timings)
+        register_version(built, rank_config, config.seed)
 
         started = time.perf_counter()
         users = sample_users(held.split.held_out, config.users, config.seed)

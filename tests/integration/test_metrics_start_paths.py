@@ -29,7 +29,9 @@ def documented_gunicorn_command() -> list[str]:
     lines = [line.strip() for line in (ROOT / "README.md").read_text().splitlines()]
     found = [line for line in lines if line.startswith("gunicorn ")]
     assert found, "the README documents no gunicorn command"
-    return shlex.split(found[0])
+    assert len({shlex.split(line, comments=True)[:4] == shlex.split(found[0], comments=True)[:4]
+                for line in found}) == 1, "the README documents two different gunicorn commands"
+    return shlex.split(found[0], comments=True)
 
 
 def scrape(url: str) -> str:
