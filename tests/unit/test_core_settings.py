@@ -96,6 +96,7 @@ def test_variables_read_back_the_field_docstrings_nested_included():
 
 
 def _settings_classes():
+    from data_parsing.config import ParserSettings
     from db_utils.config import DbSettings
     from embeddings.collab_job import CollabEnv
     from embeddings.config import EmbeddingSettings
@@ -103,7 +104,8 @@ def _settings_classes():
     from inference.config import RankConfig, ServiceSettings
     from training.config import TrainingSettings
 
-    return [DbSettings, EmbeddingSettings, CollabEnv, NotebookSettings, RankConfig, ServiceSettings, TrainingSettings]
+    return [DbSettings, EmbeddingSettings, CollabEnv, NotebookSettings, RankConfig, ServiceSettings, TrainingSettings,
+            ParserSettings]
 
 
 @pytest.mark.parametrize("cls", _settings_classes(), ids=lambda c: c.__name__)

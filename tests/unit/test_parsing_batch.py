@@ -201,5 +201,6 @@ def test_quality_and_rejected_settings_from_env() -> None:
     settings = ParserSettings.from_env({"PARSER_QUALITY_WINDOW_SECONDS": "60", "PARSER_QUALITY_MIN_COUNT": "10",
                                         "PARSER_REJECTED_MAX_ROWS": "5"})
     assert (settings.quality_window_seconds, settings.quality_min_count, settings.rejected_max_rows) == (60, 10, 5)
-    with pytest.raises(ValueError, match="PARSER_QUALITY_WINDOW_SECONDS must be a positive number"):
+    bad = r"PARSER_QUALITY_WINDOW_SECONDS='0' is not valid: expected a number >= 0\.001"
+    with pytest.raises(ValueError, match=bad):
         ParserSettings.from_env({"PARSER_QUALITY_WINDOW_SECONDS": "0"})
