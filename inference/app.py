@@ -24,7 +24,7 @@ from inference.metrics import path as metric_path
 from inference.provenance import ProvenanceLog
 from inference.routes import bp, plain
 from inference.service import Recommender
-from inference.sources import SqlHistorySource, open_vector_store
+from inference.sources import SqlHistorySource, open_vector_store, open_version_store
 from inference.versions import NoVersions, SqlVersionSource
 
 log = logging.getLogger("inference.app")
@@ -78,11 +78,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     metrics = init_metrics(app)
     history = app.config["HISTORY_SOURCE"] or SqlHistorySource(app.config["DATABASE_URL"])
-    vectors_factory = app.config["VECTORS_FACTORY"] or open_vector_store
+    vectors_factory = app.config["VECTORS_FACTORY"] or (lambda: open_vector_store(settings=settings.vectors))
     versions = app.config["VERSION_SOURCE"] or (
         NoVersions() if app.config["HISTORY_SOURCE"] else SqlVersionSource(app.config["DATABASE_URL"]))
     rec = Recommender(settings, history, vectors_factory, metrics, versions=versions,
-                      version_vectors=app.config["VERSION_VECTORS"])
+                      version_vectors=app.config["VERSION_VECTORS"] or (
+                          lambda version, rank: open_version_store(version, rank, settings.vectors)))
     app.extensions["recommender"] = rec
     app.extensions["provenance"] = ProvenanceLog(settings.provenance_log)
     if app.config["WARM"]:

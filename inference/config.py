@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from core.settings import EnvSettings, env
+from embeddings.config import EmbeddingSettings
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,10 @@ class ServiceSettings(EnvSettings):
     access_log: bool = env("ACCESS_LOG", True)
     """0 turns off the JSON access log lines."""
     rank: RankConfig = field(default_factory=RankConfig)
+    """The ranking's weights before any model version exists (a version is served with its own)."""
+    vectors: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+    """Where the vectors are (CHROMA_PATH or CHROMA_HOST/CHROMA_PORT, CHROMA_COLLECTION): the service opens
+    its vector stores from these settings only."""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict for /model/info."""

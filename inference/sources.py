@@ -177,13 +177,15 @@ def open_version_store(version: Any, rank: Any, settings: Any = None) -> VectorS
     return blended(rank, content, collab)
 
 
-DEFAULT_VECTOR_STORE = "inference.sources:open_content_store"
 
 
-def open_vector_store(factory: str | None = None) -> VectorSource:
-    """The unversioned vector store named by `factory` ("module:callable"; default VECTOR_STORE_FACTORY,
-    else the content collection the embedding job built)."""
-    spec = factory or os.environ.get("VECTOR_STORE_FACTORY") or DEFAULT_VECTOR_STORE
+def open_vector_store(factory: str | None = None, settings: Any = None) -> VectorSource:
+    """The unversioned vector store named by `factory` ("module:callable" called without arguments;
+    default VECTOR_STORE_FACTORY), else the content collection the embedding job built, opened from
+    `settings` (an `EmbeddingSettings`)."""
+    spec = factory or os.environ.get("VECTOR_STORE_FACTORY")
+    if not spec:
+        return open_content_store(settings)
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise ValueError(f"VECTOR_STORE_FACTORY must look like module:callable, got {spec!r}")
