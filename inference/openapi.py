@@ -29,6 +29,10 @@ RECOMMENDATION = {
     "properties": {
         "user_id": {"type": "integer", "minimum": 0, "maximum": 1_000_000_000},
         "model_version": {"type": "string", "description": "The model version that answered (as X-Model-Version)."},
+        "experiment": {"type": "string", "nullable": True,
+                       "description": "The running experiment that chose the version (null outside one)."},
+        "arm": {"type": "string", "nullable": True, "description": "The user's arm in that experiment: control "
+                "or treatment (sticky: a hash of experiment and user; null outside one)."},
         "kind": {"type": "string", "enum": ["personalized", "cold_start", "fallback"]},
         "ids": {**ID_LIST, "maxItems": 20},
         "items": {"type": "array", "maxItems": 20, "items": {

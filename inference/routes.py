@@ -48,13 +48,14 @@ def _answer(rec: Recommender, user_id: int) -> Outcome:
 
 
 def _provenance(user_id: int, outcome: Outcome, ids: list[str]) -> None:
-    """The answer's provenance line (request id, user, version, ids)."""
+    """The answer's provenance line (request id, user, version, ids; experiment and arm in one)."""
     current_app.extensions["provenance"].write(g.get("request_id") or "", user_id, outcome.version,
-                                                outcome.kind, ids)
+                                                outcome.kind, ids, outcome.experiment, outcome.arm)
 
 
 def _observe(rec: Recommender, outcome: Outcome) -> None:
     rec.metrics.count_request(outcome.kind)
+    rec.metrics.count_answer(outcome.arm, outcome.version)
     if outcome.kind == "fallback":
         g.fallback_reason = outcome.fallback_reason
 
@@ -77,6 +78,8 @@ def recommend(user_id: str) -> Response:
             "user_id": uid,
             "kind": outcome.kind,
             "model_version": outcome.version,
+            "experiment": outcome.experiment,
+            "arm": outcome.arm,
             "ids": ids,
             "items": [{"id": s.movie_id, "score": round(s.score, 6), "because": s.because}
                       for s in outcome.items],
