@@ -1,0 +1,156 @@
+"""Experiments in the SQL store (SQLite and PostgreSQL): at most one running, stop, by name; the report
+recomputed from the served lists and watches; the canary rule promoting a treatment whose users convert
+more and aborting one whose users convert less, with the active version unchanged and the gauges set."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+
+from core.assignment import assign
+from db_utils import experiments as ex
+from db_utils import model_versions as mv
+from db_utils.models import Experiment, Movie, RecommendationServed, User, Watched
+from training import experiments
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 11, 1, 12, 0, 0)
+
+
+def versions(engine: Engine, count: int = 3) -> list[int]:
+    """`count` versions with vectors, the first active."""
+    ids = []
+    with engine.begin() as conn:
+        for _ in range(count):
+            vid = mv.create_version(conn, content_collection="movies", rank_config={}, collab_config={},
+                                    code_revision="test", model_fingerprint="f", now=T0)
+            mv.update_version(conn, vid, collab_collection=f"collab_v{vid}")
+            ids.append(vid)
+        mv.activate(conn, ids[0], event="promote", reason="test", now=T0)
+    return ids
+
+
+def stream(engine: Engine, name: str, shares: list[tuple[str, float]], rates: dict[str, float],
+           users: int = 3000, seed: int = 1) -> None:
+    """One served list per user an hour after T0; its user watches one of its movies within the window
+    with their arm's rate; one late watch moves the store's clock past every window."""
+    rng = random.Random(seed)
+    movies = [f"m{i}" for i in range(20)]
+    served, watched = [], []
+    for user in range(1, users + 1):
+        ts = T0 + timedelta(hours=1, seconds=user)
+        listed = rng.sample(movies, 5)
+        served.append({"user_id": user, "ts": ts, "server": "s", "status": 200, "latency_ms": 12.0,
+                       "movie_ids": ",".join(listed)})
+        if rng.random() < rates[assign(name, user, shares)]:
+            watched.append({"user_id": user, "movie_id": listed[0], "max_minute": 90,
+                            "first_ts": ts + timedelta(hours=2), "last_ts": ts + timedelta(hours=3)})
+    watched.append({"user_id": 1, "movie_id": "late", "max_minute": 5, "first_ts": T0 + timedelta(days=3),
+                    "last_ts": T0 + timedelta(days=3)})
+    with engine.begin() as conn:
+        conn.execute(User.__table__.insert(), [{"id": u} for u in range(1, users + 1)])
+        conn.execute(Movie.__table__.insert(), [{"id": m} for m in [*movies, "late"]])
+        conn.execute(RecommendationServed.__table__.insert(), served)
+        conn.execute(Watched.__table__.insert(), watched)
+
+
+def test_at_most_one_experiment_runs_and_a_stopped_one_keeps_its_decision(store_engine):
+    v1, v2, v3 = versions(store_engine)
+    with store_engine.begin() as conn:
+        row = ex.start(conn, name="ab", control_version_id=v1, arms=ex.build_arms(v1, v2, 0.3), now=T0)
+        assert ex.running(conn) == row and row.shares == [("control", 0.7), ("treatment", 0.3)]
+        assert row.treatment_version_id == v2 and row.as_dict()["arms"][1]["version"] == f"v{v2}"
+        with pytest.raises(ValueError, match="is running"):
+            ex.start(conn, name="other", control_version_id=v1, arms=ex.build_arms(v1, v3, 0.5), now=T0)
+    with pytest.raises(IntegrityError), store_engine.begin() as conn:  # the index guards a racing start
+        conn.execute(Experiment.__table__.insert().values(name="race", status="running", control_version_id=v1,
+                                                          arms="[]", is_canary=False, started_at=T0))
+    with store_engine.begin() as conn:
+        ex.stop(conn, row.id, decision="stopped", reason="by hand", now=T0 + timedelta(days=1))
+        assert ex.running(conn) is None
+        done = ex.by_name(conn, "ab")
+        assert (done.status, done.decision, done.stopped_at) == ("stopped", "stopped", T0 + timedelta(days=1))
+        with pytest.raises(ValueError, match="exists already"):
+            ex.start(conn, name="ab", control_version_id=v1, arms=ex.build_arms(v1, v3, 0.5), now=T0)
+        second = ex.start(conn, name="ab2", control_version_id=v1, arms=ex.build_arms(v1, v3, 0.5), now=T0)
+        assert ex.latest(conn) == second
+    for bad in (0.0, 1.0, -0.2):
+        with pytest.raises(ValueError, match="share"):
+            ex.build_arms(v1, v2, bad)
+    with pytest.raises(ValueError, match="already the active"):
+        ex.build_arms(v1, v1, 0.5)
+
+
+def start_canary(engine: Engine, treatment: int, share: float = 0.3) -> str:
+    doc = experiments.start(engine, f"v{treatment}", share, T0, name="canary", canary=True, min_users=300,
+                            max_days=14)
+    return doc["started"]["name"]
+
+
+SHARES = [("control", 0.7), ("treatment", 0.3)]
+
+
+def test_the_canary_promotes_a_treatment_whose_users_convert_more(store_engine):
+    _, v2, _ = versions(store_engine)
+    name = start_canary(store_engine, v2)
+    stream(store_engine, name, SHARES, {"control": 0.30, "treatment": 0.45})
+    registry = CollectorRegistry()
+    doc = experiments.apply_canary(store_engine, T0 + timedelta(days=4), registry)
+    assert doc["decision"] == "promote" and doc["p_value"] < 0.05 and doc["difference"] > 0, doc
+    with store_engine.connect() as conn:
+        assert mv.active_version(conn).id == v2
+        assert mv.activations(conn)[-1]["event"] == "canary"
+        row = ex.by_name(conn, name)
+        report = experiments.report_of(conn, row)
+    assert (row.status, row.decision) == ("stopped", "promoted")
+    assert experiments.apply_canary(store_engine, T0 + timedelta(days=5), registry) is None
+    assert registry.get_sample_value("experiment_treatment_worse", {"experiment": name}) == 0.0
+    # the report of the stopped experiment is the same on every reading of the store
+    assert report["arms"]["treatment"]["model_version"] == f"v{v2}" and not report["srm"]["mismatch"]
+    with store_engine.connect() as conn:
+        assert experiments.report_of(conn, ex.by_name(conn, name)) == report
+
+
+def test_the_canary_aborts_a_worse_treatment_and_the_active_version_stays(store_engine):
+    v1, v2, _ = versions(store_engine)
+    name = start_canary(store_engine, v2)
+    stream(store_engine, name, SHARES, {"control": 0.45, "treatment": 0.30})
+    registry = CollectorRegistry()
+    doc = experiments.apply_canary(store_engine, T0 + timedelta(days=4), registry)
+    assert doc["decision"] == "abort" and "worse" in doc["reason"], doc
+    with store_engine.connect() as conn:
+        assert mv.active_version(conn).id == v1
+        assert [a["event"] for a in mv.activations(conn)] == ["promote"]
+        row = ex.by_name(conn, name)
+    assert (row.status, row.decision) == ("stopped", "aborted")
+    assert registry.get_sample_value("experiment_treatment_worse", {"experiment": name}) == 1.0
+
+
+def test_a_canary_without_enough_users_waits(store_engine):
+    v1, v2, _ = versions(store_engine)
+    name = start_canary(store_engine, v2)
+    stream(store_engine, name, SHARES, {"control": 0.4, "treatment": 0.4}, users=200)
+    assert experiments.apply_canary(store_engine, T0 + timedelta(days=4))["decision"] == "wait"
+    with store_engine.connect() as conn:
+        assert ex.running(conn).name == name and mv.active_version(conn).id == v1
+    # past max_days without a promotion it is aborted
+    assert experiments.apply_canary(store_engine, T0 + timedelta(days=15))["decision"] == "abort"
+
+
+def test_start_checks_its_input(store_engine):
+    v1, v2, _ = versions(store_engine)
+    with store_engine.begin() as conn:
+        mv.update_version(conn, v2, collections_dropped=True)
+    cases = [(dict(treatment=f"v{v2}"), "no vectors"), (dict(treatment="v99"), "no model version"),
+             (dict(treatment="x"), "not a model version"), (dict(treatment=f"v{v1}"), "already the active"),
+             (dict(treatment="v3", canary=True), "canary needs"), (dict(treatment="v3", min_users=5), "add --canary")]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError, match=message):
+            experiments.start(store_engine, share=0.5, now=T0, **kwargs)
+    with pytest.raises(ValueError, match="no experiment is running"):
+        experiments.stop(store_engine, T0)
