@@ -4,6 +4,8 @@ more and aborting one whose users convert less, with the active version unchange
 
 from __future__ import annotations
 
+import json
+import logging
 import random
 from datetime import datetime, timedelta
 
@@ -17,6 +19,8 @@ from db_utils import experiments as ex
 from db_utils import model_versions as mv
 from db_utils.models import Experiment, Movie, RecommendationServed, User, Watched
 from training import experiments
+from training.__main__ import _canary_tick
+from training.metrics import TrainerMetrics
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 1, 12, 0, 0)
@@ -116,13 +120,17 @@ def test_the_canary_promotes_a_treatment_whose_users_convert_more(store_engine):
         assert experiments.report_of(conn, ex.by_name(conn, name)) == report
 
 
-def test_the_canary_aborts_a_worse_treatment_and_the_active_version_stays(store_engine):
+def test_the_canary_aborts_a_worse_treatment_and_the_active_version_stays(store_engine, caplog, capsys):
     v1, v2, _ = versions(store_engine)
     name = start_canary(store_engine, v2)
     stream(store_engine, name, SHARES, {"control": 0.45, "treatment": 0.30})
-    registry = CollectorRegistry()
-    doc = experiments.apply_canary(store_engine, T0 + timedelta(days=4), registry)
+    metrics = TrainerMetrics.create()
+    registry = metrics.registry
+    with caplog.at_level(logging.ERROR, logger="training.experiments"):
+        _canary_tick(store_engine, metrics)  # what `training run --every` does before each cycle
+    doc = json.loads(capsys.readouterr().out)["canary"]
     assert doc["decision"] == "abort" and "worse" in doc["reason"], doc
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == ["canary aborted"]
     with store_engine.connect() as conn:
         assert mv.active_version(conn).id == v1
         assert [a["event"] for a in mv.activations(conn)] == ["promote"]
