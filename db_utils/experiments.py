@@ -16,8 +16,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from db_utils.models import Experiment, Rating, RecommendationServed, Watched
-from db_utils.queries import _ID_CHUNK, latest_activity
+from db_utils.models import Experiment, RecommendationServed
+from db_utils.queries import activity_of_users, latest_activity
 
 ARMS = ("control", "treatment")
 DECISIONS = ("promoted", "aborted", "stopped")
@@ -139,20 +139,12 @@ def activity(conn: Connection, since: datetime, until: datetime | None = None
     """What a report needs from the store: the lists served in [since, until) (user_id, ts, status,
     latency_ms, movie_ids), the watched rows (with max_minute) and ratings of their users, and the store's
     latest activity (the report's "now", as `evaluation online` judges pending lists)."""
-    s, w, r = RecommendationServed.__table__.c, Watched.__table__.c, Rating.__table__.c
+    s = RecommendationServed.__table__.c
     stmt = select(s.user_id, s.ts, s.status, s.latency_ms, s.movie_ids).where(s.ts >= since).order_by(s.ts, s.user_id)
     if until is not None:
         stmt = stmt.where(s.ts < until)
     served = [{"user_id": int(u), "ts": ts, "status": int(status), "latency_ms": latency,
                "movie_ids": [m for m in (ids or "").split(",") if m]}
               for u, ts, status, latency, ids in conn.execute(stmt)]
-    ids = sorted({row["user_id"] for row in served})
-    watched: list[dict[str, Any]] = []
-    ratings: list[dict[str, Any]] = []
-    for begin in range(0, len(ids), _ID_CHUNK):
-        chunk = ids[begin:begin + _ID_CHUNK]
-        watched.extend(dict(row._mapping) for row in conn.execute(
-            select(w.user_id, w.movie_id, w.first_ts, w.max_minute).where(w.user_id.in_(chunk))))
-        ratings.extend(dict(row._mapping) for row in conn.execute(
-            select(r.user_id, r.movie_id, r.rating).where(r.user_id.in_(chunk))))
+    watched, ratings = activity_of_users(conn, (row["user_id"] for row in served))
     return served, watched, ratings, latest_activity(conn)
