@@ -162,3 +162,27 @@ def test_start_checks_its_input(store_engine):
             experiments.start(store_engine, share=0.5, now=T0, **kwargs)
     with pytest.raises(ValueError, match="no experiment is running"):
         experiments.stop(store_engine, T0)
+
+
+def test_migration_0005_matches_the_model_and_goes_down_cleanly(tmp_path):
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import inspect
+
+    from db_utils import migrate
+    from db_utils.engine import create
+    from db_utils.models import Base
+
+    url = f"sqlite:///{tmp_path}/m.db"
+    migrate.upgrade(url)
+    engine = create(url)
+    with engine.connect() as conn:
+        diff = [d for d in compare_metadata(MigrationContext.configure(conn), Base.metadata)
+                if "experiments" in repr(d)]
+    assert diff == []
+    command.downgrade(migrate.alembic_config(url), "0003")
+    assert not inspect(create(url)).has_table("experiments")
+    migrate.upgrade(url)
+    assert inspect(create(url)).has_table("experiments")
+    engine.dispose()
