@@ -12,11 +12,13 @@ rule applied on the trainer's schedule.
   "canary") and the experiment stopped, in one transaction; abort -> the experiment is stopped, the abort
   logged at error level; every tick exports the experiment's gauges (`evaluation.experiments.exporter`)
   into the trainer's registry, so ExperimentTreatmentWorse and ExperimentSampleRatioMismatch can fire.
+  An aborted canary's gauges stay exported (its alert keeps firing) until the next experiment runs.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +30,8 @@ from db_utils import experiments as ex
 from db_utils import model_versions as mv
 
 log = logging.getLogger("training.experiments")
+# the experiments whose gauges a registry holds (weakly keyed, as the exporter keeps its gauges)
+_exported: weakref.WeakKeyDictionary[CollectorRegistry, set[str]] = weakref.WeakKeyDictionary()
 
 
 def _servable(conn: Connection, version_id: int) -> mv.VersionRow:
@@ -117,14 +121,17 @@ def report_of(conn: Connection, experiment: ex.ExperimentRow, now: datetime | No
 def apply_canary(engine: Engine, now: datetime, registry: CollectorRegistry | None = None) -> dict[str, Any] | None:
     """One tick of the canary rule (module docstring); the decision's document, or None when nothing runs.
     The gauges of a running experiment (canary or not) are exported to `registry` when given."""
-    from evaluation.experiments.exporter import update_gauges
+    from evaluation.experiments.exporter import forget, update_gauges
 
     with engine.begin() as conn:
         row = ex.running(conn)
         if row is None:
-            return None
+            return None  # a stopped experiment's gauges stay until the next one runs: an abort stays alerted
         report = report_of(conn, row, now)
         if registry is not None:
+            for name in _exported.setdefault(registry, set()) - {row.name}:
+                forget(name, registry)
+            _exported[registry] = {row.name}
             update_gauges(report, registry)
         decision = report["decision"]
         doc = {"experiment": row.name, "decision": decision or "none",

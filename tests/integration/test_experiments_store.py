@@ -121,7 +121,7 @@ def test_the_canary_promotes_a_treatment_whose_users_convert_more(store_engine):
 
 
 def test_the_canary_aborts_a_worse_treatment_and_the_active_version_stays(store_engine, caplog, capsys):
-    v1, v2, _ = versions(store_engine)
+    v1, v2, v3 = versions(store_engine)
     name = start_canary(store_engine, v2)
     stream(store_engine, name, SHARES, {"control": 0.45, "treatment": 0.30})
     metrics = TrainerMetrics.create()
@@ -137,6 +137,12 @@ def test_the_canary_aborts_a_worse_treatment_and_the_active_version_stays(store_
         row = ex.by_name(conn, name)
     assert (row.status, row.decision) == ("stopped", "aborted")
     assert registry.get_sample_value("experiment_treatment_worse", {"experiment": name}) == 1.0
+    _canary_tick(store_engine, metrics)  # nothing runs: the abort stays alerted
+    assert registry.get_sample_value("experiment_treatment_worse", {"experiment": name}) == 1.0
+    experiments.start(store_engine, f"v{v3}", 0.5, T0 + timedelta(days=5), name="next")
+    _canary_tick(store_engine, metrics)  # the next experiment replaces the aborted one's series
+    assert registry.get_sample_value("experiment_treatment_worse", {"experiment": name}) is None
+    assert registry.get_sample_value("experiment_srm_p_value", {"experiment": "next"}) == 1.0
 
 
 def test_a_canary_without_enough_users_waits(store_engine):
