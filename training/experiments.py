@@ -12,7 +12,9 @@ rule applied on the trainer's schedule.
   "canary") and the experiment stopped, in one transaction; abort -> the experiment is stopped, the abort
   logged at error level; every tick exports the experiment's gauges (`evaluation.experiments.exporter`)
   into the trainer's registry, so ExperimentTreatmentWorse and ExperimentSampleRatioMismatch can fire.
-  An aborted canary's gauges stay exported (its alert keeps firing) until the next experiment runs.
+  An aborted canary's gauges stay exported (its alert keeps firing) until the next experiment runs. An
+  experiment whose control is no longer the active version (a cycle or an operator promoted another) is
+  stopped: its control arm would be serving something else.
 """
 
 from __future__ import annotations
@@ -127,6 +129,14 @@ def apply_canary(engine: Engine, now: datetime, registry: CollectorRegistry | No
         row = ex.running(conn)
         if row is None:
             return None  # a stopped experiment's gauges stay until the next one runs: an abort stays alerted
+        active = mv.active_version(conn)
+        if active is None or active.id != row.control_version_id:
+            # the control arm serves the active version: once that changed, the arms compare something else
+            why = f"the active version changed to {active.name if active else 'none'} during the experiment"
+            ex.stop(conn, row.id, decision="stopped", reason=why, now=now)
+            doc = {"experiment": row.name, "decision": "stopped", "reason": why}
+            log.warning("experiment stopped", extra=doc)
+            return doc
         report = report_of(conn, row, now)
         if registry is not None:
             for name in _exported.setdefault(registry, set()) - {row.name}:

@@ -156,6 +156,18 @@ def test_a_canary_without_enough_users_waits(store_engine):
     assert experiments.apply_canary(store_engine, T0 + timedelta(days=15))["decision"] == "abort"
 
 
+def test_an_experiment_whose_control_is_no_longer_active_is_stopped(store_engine):
+    _, v2, v3 = versions(store_engine)
+    experiments.start(store_engine, f"v{v2}", 0.5, T0, name="ab")
+    assert experiments.apply_canary(store_engine, T0 + timedelta(hours=1))["decision"] == "none"  # not a canary
+    with store_engine.begin() as conn:
+        mv.activate(conn, v3, event="promote", reason="a cycle promoted", now=T0 + timedelta(hours=2))
+    doc = experiments.apply_canary(store_engine, T0 + timedelta(hours=3))
+    assert doc["decision"] == "stopped" and f"v{v3}" in doc["reason"]
+    with store_engine.connect() as conn:
+        assert ex.running(conn) is None and ex.by_name(conn, "ab").decision == "stopped"
+
+
 def test_start_checks_its_input(store_engine):
     v1, v2, _ = versions(store_engine)
     with store_engine.begin() as conn:
