@@ -204,3 +204,41 @@ def test_migration_0005_matches_the_model_and_goes_down_cleanly(tmp_path):
     migrate.upgrade(url)
     assert inspect(create(url)).has_table("experiments")
     engine.dispose()
+
+
+def test_the_report_command_serves_the_experiment_gauges(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    from db_utils import migrate
+    from db_utils.engine import create
+    from tests.fixtures.services import free_port, wait_for
+
+    url = f"sqlite:///{tmp_path}/recsys.db"
+    migrate.upgrade(url)
+    engine = create(url)
+    _, v2, _ = versions(engine)
+    name = start_canary(engine, v2)
+    stream(engine, name, SHARES, {"control": 0.45, "treatment": 0.30})
+    engine.dispose()
+    port = free_port()
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "evaluation", "experiment", "report", "--database-url", url,
+                             "--serve-metrics", str(port), "--refresh-seconds", "0.5", "--max-seconds", "60"],
+                            cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, stderr=subprocess.PIPE)
+    scraped: dict[str, str] = {}
+
+    def gauges() -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            scraped["text"] = response.read().decode()
+        return f'experiment_treatment_worse{{experiment="{name}"}} 1.0' in scraped["text"]
+
+    try:
+        wait_for(gauges, timeout=60, what="the experiment gauges")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert f'experiment_users{{arm="treatment",experiment="{name}"}}' in scraped["text"]
