@@ -117,6 +117,9 @@ def spec() -> dict[str, Any]:
                                                      "collection_versions", "catalog_size", "config", "revision"],
                                         "properties": {
                                             "model_version": {"type": "string"},
+                                            "experiment": {"type": "object", "nullable": True,
+                                                           "description": "The running experiment: its name "
+                                                           "and each arm's version."},
                                             "rank_config": JSON_OBJECT,
                                             "encoder": {"type": "string"},
                                             "collection_versions": {"type": "object",

@@ -178,8 +178,12 @@ def model_info() -> Response:
             versions = {getattr(getattr(store, "settings", None), "collection", "vectors"): str(store.version)}
     except Exception as exc:
         log.warning("model info without vectors", extra={"error": str(exc)[:300]})
+    experiment = rec.experiment
     return jsonify({
         "model_version": model.name,
+        "experiment": None if experiment is None else {
+            "name": experiment.name,
+            "arms": {"control": model.name, **{a: m.name for a, m in experiment.models.items()}}},
         "rank_config": dataclasses.asdict(model.rank),
         "encoder": rec.settings.encoder_name,
         "collection_versions": versions,

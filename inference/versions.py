@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from core.assignment import assigner
 from inference.cache import NeighbourCache
 from inference.config import RankConfig, ServiceSettings
 from inference.sources import VectorSource
@@ -143,8 +144,6 @@ class ServedExperiment:
 
     def __init__(self, experiment_id: int, name: str, key: str, arms: list[tuple[str, float]],
                  models: dict[str, ServedModel]):
-        from core.assignment import assigner
-
         self.id = experiment_id
         self.name = name
         self.arm_of = assigner(key, arms)

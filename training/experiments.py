@@ -27,7 +27,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection, Engine
 
-from core.assignment import assigner
+from core.assignment import assigner, validate_arms
 from db_utils import experiments as ex
 from db_utils import model_versions as mv
 
@@ -59,7 +59,7 @@ def start(engine: Engine, treatment: str, share: float, now: datetime, name: str
             raise ValueError("no version is active, so there is no control to compare with; promote one first.")
         _servable(conn, treatment_id)
         arms = ex.build_arms(active.id, treatment_id, share)
-        assigner(name or "check", [(a["arm"], a["share"]) for a in arms])  # the shares the service will cut by
+        validate_arms([(a["arm"], a["share"]) for a in arms])  # the shares the service will cut by
         row = ex.start(conn, name=name or f"{active.name}-vs-{mv.version_name(treatment_id)}-{now:%Y%m%d%H%M%S}",
                        control_version_id=active.id, arms=arms, now=now, is_canary=canary,
                        min_users=min_users, max_days=max_days)

@@ -157,8 +157,11 @@ def test_routes_say_which_arm_answered_and_count_answers_per_arm(tmp_path):
         == treated
     assert registry.get_sample_value("recommend_answers_total", {"arm": "control", "model_version": "v1"}) \
         == 40 - treated
+    info = client.get("/model/info").get_json()
+    assert info["experiment"] == {"name": "ab", "arms": {"control": "v1", "treatment": "v2"}}
     store.running = None
     app.extensions["recommender"].watcher.check()
+    assert client.get("/model/info").get_json()["experiment"] is None
     doc = client.get("/recommend/1?format=json").get_json()
     assert doc["experiment"] is None and doc["arm"] is None and doc["model_version"] == "v1"
     assert registry.get_sample_value("recommend_answers_total", {"arm": "none", "model_version": "v1"}) == 1
