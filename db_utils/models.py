@@ -192,3 +192,35 @@ class ModelEvent(Base):
     reason: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_model_events_at", "at"),)
+
+
+EXPERIMENT_STATUSES = ("running", "stopped")
+
+
+class Experiment(Base):
+    """An online experiment between model versions: a control (the version active when it started) and
+    treatment arms with traffic shares, `arms` as JSON text [{"arm", "version_id", "share"}]. A canary adds
+    its rule (min_users, max_days). At most one row is `running` (a partial unique index); the service
+    polls that one. `decision` (promoted, aborted, stopped) and `reason` say how it ended."""
+
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    control_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    arms: Mapped[str] = mapped_column(Text)
+    is_canary: Mapped[bool] = mapped_column(Boolean, default=False)
+    min_users: Mapped[int | None] = mapped_column(Integer)
+    max_days: Mapped[float | None] = mapped_column(Float)
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime)
+    decision: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint("status IN ('running', 'stopped')", name="ck_experiments_status"),
+        Index("uq_experiments_one_running", "status", unique=True,
+              sqlite_where=text("status = 'running'"), postgresql_where=text("status = 'running'"),
+              mssql_where=text("status = 'running'")),
+    )

@@ -636,8 +636,9 @@ _ID_CHUNK = 500
 
 
 def activity_of_users(conn: Connection, user_ids: Iterable[int]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Watched rows (user_id, movie_id, first_ts, last_ts) and ratings (user_id, movie_id, rating, ts) of
-    the given users, read in chunks of ids so the parameter count stays bounded on every dialect."""
+    """Watched rows (user_id, movie_id, first_ts, last_ts, max_minute) and ratings (user_id, movie_id,
+    rating, ts) of the given users, read in chunks of ids so the parameter count stays bounded on every
+    dialect."""
     w, r = Watched.__table__.c, Rating.__table__.c
     ids = sorted(set(user_ids))
     watched: list[dict[str, Any]] = []
@@ -645,7 +646,7 @@ def activity_of_users(conn: Connection, user_ids: Iterable[int]) -> tuple[list[d
     for start in range(0, len(ids), _ID_CHUNK):
         chunk = ids[start:start + _ID_CHUNK]
         watched.extend(dict(row._mapping) for row in conn.execute(
-            select(w.user_id, w.movie_id, w.first_ts, w.last_ts).where(w.user_id.in_(chunk))))
+            select(w.user_id, w.movie_id, w.first_ts, w.last_ts, w.max_minute).where(w.user_id.in_(chunk))))
         ratings.extend(dict(row._mapping) for row in conn.execute(
             select(r.user_id, r.movie_id, r.rating, r.ts).where(r.user_id.in_(chunk))))
     return watched, ratings

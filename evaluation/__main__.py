@@ -6,6 +6,8 @@ offline: the active model version (or --version V) re-scored from the store on i
          through the real parser, jobs and ranking (--protocol leave-last-out); prints a Markdown table.
 online:  from the store, did users watch what they were served (conversion within a window, by day), or
          the two-snapshot comparison (--mode snapshots); --serve-metrics PORT exports the gauge.
+experiment report [--name N] [--out F]: an experiment's arms compared from the store (JSON to F, the
+         table on stdout); --serve-metrics PORT exports its gauges, refreshed periodically.
 Exit 0 on success, 1 with a one-line reason otherwise.
 """
 
@@ -88,6 +90,40 @@ def _online(args: argparse.Namespace) -> int:
     return 0
 
 
+def _experiment(args: argparse.Namespace) -> int:
+    from sqlalchemy import inspect
+
+    from db_utils import experiments as ex
+    from db_utils.engine import get_engine
+    from evaluation import online
+    from evaluation.experiments.exporter import update_gauges
+    from evaluation.experiments.report import render_text
+    from training.experiments import report_of
+
+    engine = get_engine(args.database_url)
+    if not inspect(engine).has_table("experiments"):
+        raise ValueError("the SQL store has no experiments table: run `python -m db_utils migrate` first.")
+
+    def report() -> dict:
+        with engine.connect() as conn:
+            row = ex.by_name(conn, args.name) if args.name else ex.running(conn) or ex.latest(conn)
+            if row is None:
+                raise ValueError(f"there is no experiment named {args.name!r}." if args.name else
+                                 "there is no experiment in the store.")
+            return report_of(conn, row, window_hours=args.window_hours)
+
+    if args.serve_metrics is not None:
+        return online.serve_gauge(engine, args.serve_metrics, refresh_seconds=args.refresh_seconds,
+                                  max_seconds=args.max_seconds, refresh=lambda: update_gauges(report()))
+    doc = report()
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=2, sort_keys=True, default=str)
+            fh.write("\n")
+    print(render_text(doc))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evaluation", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +155,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="export online_conversion_rate on PORT, refreshed periodically")
     on.add_argument("--refresh-seconds", type=float, default=60.0)
     on.add_argument("--max-seconds", type=float, default=None, help="stop serving after this long")
+    exp = sub.add_parser("experiment", help="online experiments between model versions, from the store")
+    exp_sub = exp.add_subparsers(dest="action", required=True)
+    rep = exp_sub.add_parser("report", help="compare an experiment's arms (default: the running, else the latest)")
+    rep.add_argument("--name", default=None, help="the experiment's name")
+    rep.add_argument("--out", default=None, help="also write the JSON report here")
+    rep.add_argument("--database-url", default=None, help="SQLAlchemy URL (default: DATABASE_URL)")
+    rep.add_argument("--window-hours", type=float, default=24.0)
+    rep.add_argument("--serve-metrics", type=int, default=None, metavar="PORT",
+                     help="export the experiment's gauges on PORT, refreshed periodically")
+    rep.add_argument("--refresh-seconds", type=float, default=60.0)
+    rep.add_argument("--max-seconds", type=float, default=None, help="stop serving after this long")
     args = parser.parse_args(argv)
     from core.logs import setup
 
@@ -126,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "offline" and min(args.users or 1, args.demo_users or 1) < 1:
         parser.error("--users and --demo-users must be at least 1")
     try:
-        return _offline(args) if args.command == "offline" else _online(args)
+        return {"offline": _offline, "online": _online, "experiment": _experiment}[args.command](args)
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"error: evaluation failed: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
         return 1

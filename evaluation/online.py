@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -170,9 +170,11 @@ def update_gauge(engine: Any, window_hours: float = 24.0, registry: CollectorReg
 
 
 def serve_gauge(engine: Any, port: int, window_hours: float = 24.0, refresh_seconds: float = 60.0,
-                max_seconds: float | None = None, stop: threading.Event | None = None, addr: str = "0.0.0.0") -> int:
+                max_seconds: float | None = None, stop: threading.Event | None = None, addr: str = "0.0.0.0",
+                refresh: Callable[[], Any] | None = None) -> int:
     """Export the gauge on ``port`` and refresh it every ``refresh_seconds`` until ``stop`` is set, SIGTERM,
-    or ``max_seconds`` have passed. A failing refresh keeps the last value and is logged."""
+    or ``max_seconds`` have passed. A failing refresh keeps the last value and is logged. ``refresh``
+    replaces the gauge's update (the experiment report's gauges use the same loop)."""
     import signal
 
     from prometheus_client import start_http_server
@@ -185,7 +187,7 @@ def serve_gauge(engine: Any, port: int, window_hours: float = 24.0, refresh_seco
     try:
         while not stop.is_set():
             try:
-                update_gauge(engine, window_hours)
+                refresh() if refresh is not None else update_gauge(engine, window_hours)
             except Exception as exc:  # the store may be briefly unavailable: keep the last value
                 log.warning({"event": "gauge_refresh_failed", "error": str(exc).splitlines()[0][:200]})
             wait = refresh_seconds if deadline is None else min(refresh_seconds, deadline - time.monotonic())

@@ -72,9 +72,23 @@ class ServiceMetrics:
     cache_misses: Counter
     ready: Gauge
     http: HttpMetrics
+    answers: Counter | None = None
     by_kind: dict[str, Counter] = field(default_factory=dict)
     """recommend_requests_total's child per kind, bound once (`labels()` per request costs a lock and a
     tuple lookup)."""
+    by_arm: dict[tuple[str | None, str], Counter] = field(default_factory=dict)
+    """recommend_answers_total's child per (arm, model version), bound once."""
+
+    def count_answer(self, arm: str | None, version: str) -> None:
+        """Count one answer by experiment arm (control, treatment; none outside an experiment) and the
+        version that gave it. Arm names other than control and treatment count as treatment, so the
+        label stays bounded whatever the store holds."""
+        child = self.by_arm.get((arm, version))
+        if child is None:
+            label = "none" if arm is None else arm if arm in ("control", "treatment") else "treatment"
+            assert self.answers is not None
+            child = self.by_arm[(arm, version)] = self.answers.labels(arm=label, model_version=version)
+        child.inc()
 
     def count_request(self, kind: str) -> None:
         """Count one recommendation request of this kind."""
@@ -103,6 +117,8 @@ class ServiceMetrics:
             ready=Gauge("recommender_ready", "1 when the store, vectors and caches are usable",
                         registry=registry, multiprocess_mode="livemin"),
             http=HttpMetrics(registry),
+            answers=Counter("recommend_answers_total", "Answers by experiment arm (control, treatment, none) "
+                            "and the model version that gave them", ["arm", "model_version"], registry=registry),
         )
 
 

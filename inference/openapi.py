@@ -29,6 +29,10 @@ RECOMMENDATION = {
     "properties": {
         "user_id": {"type": "integer", "minimum": 0, "maximum": 1_000_000_000},
         "model_version": {"type": "string", "description": "The model version that answered (as X-Model-Version)."},
+        "experiment": {"type": "string", "nullable": True,
+                       "description": "The running experiment that chose the version (null outside one)."},
+        "arm": {"type": "string", "nullable": True, "description": "The user's arm in that experiment: control "
+                "or treatment (sticky: a hash of experiment and user; null outside one)."},
         "kind": {"type": "string", "enum": ["personalized", "cold_start", "fallback"]},
         "ids": {**ID_LIST, "maxItems": 20},
         "items": {"type": "array", "maxItems": 20, "items": {
@@ -113,6 +117,9 @@ def spec() -> dict[str, Any]:
                                                      "collection_versions", "catalog_size", "config", "revision"],
                                         "properties": {
                                             "model_version": {"type": "string"},
+                                            "experiment": {"type": "object", "nullable": True,
+                                                           "description": "The running experiment: its name "
+                                                           "and each arm's version."},
                                             "rank_config": JSON_OBJECT,
                                             "encoder": {"type": "string"},
                                             "collection_versions": {"type": "object",

@@ -1,6 +1,7 @@
 """One JSON line per served answer, so any answer can be traced to the version that gave it.
 
-Each line: ts (UTC ISO), request_id, user_id, version, kind (personalized, cold_start, fallback) and ids.
+Each line: ts (UTC ISO), request_id, user_id, version, kind (personalized, cold_start, fallback) and ids;
+in an experiment also experiment (its name) and arm (control, treatment).
 Every gunicorn worker appends to the same file (opened O_APPEND; a line is one write, so lines from
 several processes never interleave). `python -m training provenance --user U [--at T]` reads it back and
 joins the version's row (data watermark, code revision). Rotate it with logrotate's copytruncate.
@@ -33,13 +34,16 @@ class ProvenanceLog:
             self._pid = os.getpid()
         return self._fd
 
-    def write(self, request_id: str, user_id: int, version: str, kind: str, ids: Sequence[str]) -> None:
+    def write(self, request_id: str, user_id: int, version: str, kind: str, ids: Sequence[str],
+              experiment: str | None = None, arm: str | None = None) -> None:
         """Append one answer's line; a failing disk never fails the answer (the line is dropped)."""
         if self.path is None:
             return
-        line = json.dumps({"ts": datetime.now(UTC).isoformat(timespec="microseconds"), "request_id": request_id,
-                           "user_id": user_id, "version": version, "kind": kind, "ids": list(ids)},
-                          separators=(",", ":")) + "\n"
+        doc = {"ts": datetime.now(UTC).isoformat(timespec="microseconds"), "request_id": request_id,
+               "user_id": user_id, "version": version, "kind": kind, "ids": list(ids)}
+        if experiment is not None:
+            doc["experiment"], doc["arm"] = experiment, arm
+        line = json.dumps(doc, separators=(",", ":")) + "\n"
         data = line.encode("utf-8")
         try:
             with self._lock:

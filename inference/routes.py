@@ -48,13 +48,14 @@ def _answer(rec: Recommender, user_id: int) -> Outcome:
 
 
 def _provenance(user_id: int, outcome: Outcome, ids: list[str]) -> None:
-    """The answer's provenance line (request id, user, version, ids)."""
+    """The answer's provenance line (request id, user, version, ids; experiment and arm in one)."""
     current_app.extensions["provenance"].write(g.get("request_id") or "", user_id, outcome.version,
-                                                outcome.kind, ids)
+                                                outcome.kind, ids, outcome.experiment, outcome.arm)
 
 
 def _observe(rec: Recommender, outcome: Outcome) -> None:
     rec.metrics.count_request(outcome.kind)
+    rec.metrics.count_answer(outcome.arm, outcome.version)
     if outcome.kind == "fallback":
         g.fallback_reason = outcome.fallback_reason
 
@@ -77,6 +78,8 @@ def recommend(user_id: str) -> Response:
             "user_id": uid,
             "kind": outcome.kind,
             "model_version": outcome.version,
+            "experiment": outcome.experiment,
+            "arm": outcome.arm,
             "ids": ids,
             "items": [{"id": s.movie_id, "score": round(s.score, 6), "because": s.because}
                       for s in outcome.items],
@@ -175,8 +178,12 @@ def model_info() -> Response:
             versions = {getattr(getattr(store, "settings", None), "collection", "vectors"): str(store.version)}
     except Exception as exc:
         log.warning("model info without vectors", extra={"error": str(exc)[:300]})
+    experiment = rec.experiment
     return jsonify({
         "model_version": model.name,
+        "experiment": None if experiment is None else {
+            "name": experiment.name,
+            "arms": {"control": model.name, **{a: m.name for a, m in experiment.models.items()}}},
         "rank_config": dataclasses.asdict(model.rank),
         "encoder": rec.settings.encoder_name,
         "collection_versions": versions,

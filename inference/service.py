@@ -5,6 +5,7 @@ missing ones fetched in one batched vector query, and the in-memory popular list
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import logging
 import threading
@@ -18,17 +19,28 @@ from inference.config import RankConfig, ServiceSettings
 from inference.metrics import ServiceMetrics
 from inference.ranking import NormalizedPopularity, Scored, normalize_popularity, rank
 from inference.sources import HistorySource, VectorSource, open_version_store
-from inference.versions import UNVERSIONED, ModelWatcher, NoVersions, ServedModel, VersionSource, rank_config_of
+from inference.versions import (
+    UNVERSIONED,
+    ModelWatcher,
+    NoVersions,
+    ServedExperiment,
+    ServedModel,
+    VersionSource,
+    rank_config_of,
+)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """A recommendation and how it was made: kind is personalized, cold_start or fallback."""
+    """A recommendation and how it was made: kind is personalized, cold_start or fallback; the version
+    that answered, and the experiment and arm that chose it (None outside an experiment)."""
 
     items: list[Scored]
     kind: str
     fallback_reason: str | None = None
     version: str = UNVERSIONED
+    experiment: str | None = None
+    arm: str | None = None
 
 
 @dataclass
@@ -67,8 +79,11 @@ class Recommender:
         self._content_factory = vectors_factory
         self.model = ServedModel(UNVERSIONED, settings.rank, vectors_factory, settings, clock)
         self._version_vectors = version_vectors or open_version_store
+        self.experiment: ServedExperiment | None = None
         self.watcher = ModelWatcher(versions or NoVersions(), self._build_model, self._install_model,
-                                    lambda: self.model, self._warm_switch, settings.model_poll_seconds)
+                                    lambda: self.model, self._warm_switch, settings.model_poll_seconds,
+                                    install_experiment=self._install_experiment,
+                                    current_experiment=lambda: self.experiment)
         self.popular_cache = PopularCache(settings.popular_ttl_seconds, clock=clock,
                                           snapshot_path=settings.popular_snapshot or None)
         self.warming = False
@@ -95,6 +110,9 @@ class Recommender:
 
     def _install_model(self, model: ServedModel) -> None:
         self.model = model  # one reference assignment: a request holds either the old model or the new
+
+    def _install_experiment(self, experiment: ServedExperiment | None) -> None:
+        self.experiment = experiment  # one reference assignment, as for the model
 
     def _warm_switch(self, model: ServedModel) -> int:
         """Before a switch: open the new model's vectors and fetch the lists of the most watched movies
@@ -246,8 +264,16 @@ class Recommender:
         return Outcome(rank(history, {}, popular, model.rank, exclude=seen), kind, reason, model.name)
 
     def recommend(self, user_id: int) -> Outcome:
-        """Recommendations for one user; a failing dependency gives the popular list instead."""
-        model = self.model  # taken once: the whole answer comes from one version
+        """Recommendations for one user; a failing dependency gives the popular list instead. In an
+        experiment the user's arm chooses the model."""
+        experiment = self.experiment  # taken once, as the model: None outside an experiment
+        if experiment is None:
+            return self._recommend_with(self.model, user_id)
+        arm, model = experiment.route(user_id, self.model)
+        return dataclasses.replace(self._recommend_with(model, user_id), experiment=experiment.name, arm=arm)
+
+    def _recommend_with(self, model: ServedModel, user_id: int) -> Outcome:
+        """One user's answer from `model` only."""
         popular = self.popular()
         try:
             history, seen = self._history(user_id)
@@ -258,8 +284,23 @@ class Recommender:
         return self._rank_history(model, history, seen, popular)
 
     def recommend_many(self, user_ids: Sequence[int]) -> dict[int, Outcome]:
-        """Recommendations for several users, with their missing neighbour lists fetched together."""
-        model = self.model
+        """Recommendations for several users, with their missing neighbour lists fetched together (per
+        arm in an experiment)."""
+        experiment = self.experiment
+        if experiment is None:
+            return self._recommend_many_with(self.model, user_ids)
+        control = self.model
+        groups: dict[str, tuple[ServedModel, list[int]]] = {}
+        for user_id in dict.fromkeys(user_ids):
+            arm, model = experiment.route(user_id, control)
+            groups.setdefault(arm, (model, []))[1].append(user_id)
+        out: dict[int, Outcome] = {}
+        for arm, (model, ids) in groups.items():
+            for user_id, outcome in self._recommend_many_with(model, ids).items():
+                out[user_id] = dataclasses.replace(outcome, experiment=experiment.name, arm=arm)
+        return {user_id: out[user_id] for user_id in dict.fromkeys(user_ids)}
+
+    def _recommend_many_with(self, model: ServedModel, user_ids: Sequence[int]) -> dict[int, Outcome]:
         popular = self.popular()
         histories: dict[int, tuple[list[tuple[str, float | None]], set[str]]] = {}
         out: dict[int, Outcome] = {}

@@ -9,6 +9,12 @@ cache for the most watched movies, and only then swaps the reference (an atomic 
 
 Before the training role has promoted anything, the model is `content`: the embedding job's MiniLM
 collection with the service's own `RankConfig` (RANK_* settings).
+
+The same poll reads the running experiment (one more indexed row, `db_utils.experiments.running`). A
+`ServedExperiment` holds its name, its assignment (`core.assignment`, cut points computed once) and a
+`ServedModel` per treatment arm, built and warmed before it is installed; the control arm is whatever
+the recommender serves (the active version's model). A started or stopped experiment is picked up at
+the next poll, without a restart.
 """
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from core.assignment import assigner
 from inference.cache import NeighbourCache
 from inference.config import RankConfig, ServiceSettings
 from inference.sources import VectorSource
 
 log = logging.getLogger("inference.versions")
 UNVERSIONED = "content"
+CONTROL = "control"
 
 
 class VersionSource(Protocol):
@@ -40,6 +48,9 @@ class NoVersions:
     """A `VersionSource` with no versions (tests that pass their own history and vector sources)."""
 
     def active(self) -> Any:
+        return None
+
+    def experiment(self) -> Any:
         return None
 
 
@@ -63,6 +74,25 @@ class SqlVersionSource:
                 if not inspect(conn).has_table("model_versions"):
                     return None  # a store from before migration 0003: serve the content vectors
                 raise
+
+    def experiment(self) -> Any:
+        """(the running `ExperimentRow`, {version id: `VersionRow`} of its treatment arms), or None."""
+        from sqlalchemy import inspect
+
+        from db_utils import experiments, model_versions
+        from db_utils.engine import get_engine
+
+        with get_engine(self.url).connect() as conn:
+            try:
+                row = experiments.running(conn)
+            except Exception:
+                if not inspect(conn).has_table("experiments"):
+                    return None  # a store from before migration 0005: no experiments
+                raise
+            if row is None:
+                return None
+            ids = {int(a["version_id"]) for a in row.arms if a["arm"] != CONTROL}
+            return row, {i: model_versions.get_version(conn, i) for i in ids}
 
 
 def rank_config_of(version: Any, fallback: RankConfig) -> RankConfig:
@@ -108,13 +138,44 @@ class ServedModel:
         return self._vectors
 
 
+class ServedExperiment:
+    """A running experiment as the service answers it: which arm a user gets, and each treatment arm's
+    model (the control arm is the recommender's model in use)."""
+
+    def __init__(self, experiment_id: int, name: str, key: str, arms: list[tuple[str, float]],
+                 models: dict[str, ServedModel]):
+        self.id = experiment_id
+        self.name = name
+        self.arm_of = assigner(key, arms)
+        self.models = models
+        self.signature = (experiment_id, tuple((a, m.name) for a, m in sorted(models.items())))
+
+    def route(self, user_id: int, control: ServedModel) -> tuple[str, ServedModel]:
+        """The user's arm and the model that answers it."""
+        arm = self.arm_of(user_id)
+        return arm, self.models.get(arm, control)
+
+
+def experiment_signature(running: Any) -> tuple[Any, ...] | None:
+    """What identifies a polled experiment for the watcher: its id and each treatment arm's version."""
+    if running is None:
+        return None
+    row, versions = running
+    return (row.id, tuple(sorted((a["arm"], versions[int(a["version_id"])].name) for a in row.arms
+                                 if a["arm"] != CONTROL)))
+
+
 class ModelWatcher:
     """Polls the active version and swaps the recommender's model when it changes (module docstring)."""
 
     def __init__(self, source: VersionSource, build: Callable[[Any], ServedModel],
                  install: Callable[[ServedModel], None], current: Callable[[], ServedModel],
-                 warm: Callable[[ServedModel], int], poll_seconds: float):
+                 warm: Callable[[ServedModel], int], poll_seconds: float,
+                 install_experiment: Callable[[ServedExperiment | None], None] | None = None,
+                 current_experiment: Callable[[], ServedExperiment | None] | None = None):
         self.source = source
+        self._install_experiment = install_experiment
+        self._current_experiment = current_experiment
         self._build = build
         self._install = install
         self._current = current
@@ -129,12 +190,20 @@ class ModelWatcher:
         """Look at the active version once; switch when it changed (after warming the new model's cache
         unless `warm` is False, as at worker start, where the regular warm-up follows). True when a switch
         happened. A failed look keeps the model in use (the next poll looks again)."""
+        poll_experiment = getattr(self.source, "experiment", None) if self._install_experiment else None
         try:
             version = self.source.active()
+            running = poll_experiment() if poll_experiment is not None else None
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"[:300]
             return False
         self.last_error = None
+        switched = self._switch_model(version, warm)
+        if poll_experiment is not None:
+            self._switch_experiment(running, warm)
+        return switched
+
+    def _switch_model(self, version: Any, warm: bool) -> bool:
         current = self._current()
         wanted = UNVERSIONED if version is None else version.name
         if wanted == current.name:
@@ -146,6 +215,34 @@ class ModelWatcher:
         log.info("model switched", extra={"from_version": current.name, "to_version": model.name,
                                           "warmed_lists": warmed})
         return True
+
+    def _switch_experiment(self, running: Any, warm: bool) -> None:
+        """Install the polled experiment (its treatment models built and warmed first), or remove a
+        stopped one; nothing when it is the one in use."""
+        assert self._install_experiment is not None and self._current_experiment is not None
+        current = self._current_experiment()
+        wanted = experiment_signature(running)
+        if wanted == (None if current is None else current.signature):
+            return
+        if running is None:
+            self._install_experiment(None)
+            log.info("experiment ended", extra={"experiment": current.name if current else None})
+            return
+        row, versions = running
+        models: dict[str, ServedModel] = {}
+        warmed = 0
+        for arm in row.arms:
+            if arm["arm"] == CONTROL:
+                continue
+            version = versions[int(arm["version_id"])]
+            if version is None:
+                raise LookupError(f"experiment {row.name} names v{arm['version_id']}, which does not exist")
+            models[arm["arm"]] = model = self._build(version)
+            warmed += self._warm(model) if warm else 0
+        experiment = ServedExperiment(row.id, row.name, row.assignment_key, row.shares, models)
+        self._install_experiment(experiment)
+        log.info("experiment started", extra={"experiment": row.name, "warmed_lists": warmed,
+                                              "arms": {a: m.name for a, m in models.items()}})
 
     def start(self) -> threading.Thread:
         """Run `check` every `poll_seconds` in a daemon thread (one per serving process)."""

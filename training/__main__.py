@@ -1,4 +1,6 @@
-"""`python -m training run [--catalog SRC] [--every 6h] | status | promote V | rollback | provenance --user U`.
+"""`python -m training run [--catalog SRC] [--every 6h] | status | promote V | rollback | provenance --user U
+| experiment start --treatment V [--share S] [--name N] [--canary --min-users N --max-days D] | experiment stop
+[--promote]`.
 
 Each command prints one JSON line on stdout and exits 0, or prints one sentence on stderr and exits 1.
 """
@@ -57,6 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: ctx.stop.set())
     while not ctx.stop.is_set():
         started = time.time()
+        _canary_tick(ctx.engine, metrics)
         try:
             doc = run_cycle(ctx, args.catalog)
             metrics.cycle(doc, time.time() - started)
@@ -69,6 +72,45 @@ def cmd_run(args: argparse.Namespace) -> int:
         ctx.stop.wait(max(0.0, every - (time.time() - started)))
     log.info("trainer stopped")
     return 0
+
+
+def _canary_tick(engine: Any, metrics: Any) -> None:
+    """The canary rule before a scheduled cycle; a failure is logged and the cycle still runs."""
+    from training import experiments
+    from training.cycle import now_utc
+
+    try:
+        doc = experiments.apply_canary(engine, now_utc(), metrics.registry)
+        if doc is not None:
+            _print({"canary": doc})
+    except Exception as exc:
+        log.error("canary check failed", extra={"error": f"{type(exc).__name__}: {exc}"[:500]})
+
+
+def cmd_experiment_start(args: argparse.Namespace) -> int:
+    from training import experiments
+    from training.cycle import now_utc
+
+    _print(experiments.start(_experiment_engine(args.database_url), args.treatment, args.share, now_utc(),
+                             name=args.name, canary=args.canary, min_users=args.min_users, max_days=args.max_days))
+    return 0
+
+
+def cmd_experiment_stop(args: argparse.Namespace) -> int:
+    from training import experiments
+    from training.cycle import now_utc
+
+    _print(experiments.stop(_experiment_engine(args.database_url), now_utc(), promote=args.promote))
+    return 0
+
+
+def _experiment_engine(url: str | None) -> Any:
+    from sqlalchemy import inspect
+
+    engine = _engine(url)
+    if not inspect(engine).has_table("experiments"):
+        raise ValueError("the SQL store has no experiments table: run `python -m db_utils migrate` first.")
+    return engine
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -178,6 +220,19 @@ def parser() -> argparse.ArgumentParser:
     prov.add_argument("--at", help="ISO time: the last answer at or before it (default: the last answer)")
     prov.add_argument("--log", help="provenance log (default: PROVENANCE_LOG or data/provenance.log)")
     prov.set_defaults(func=cmd_provenance)
+    experiment = sub.add_parser("experiment", help="an A/B test or canary between the active version and another")
+    actions = experiment.add_subparsers(dest="action", required=True)
+    begin = actions.add_parser("start", help="start one (control: the active version)")
+    begin.add_argument("--treatment", required=True, help="the version to try, e.g. v4")
+    begin.add_argument("--share", type=float, default=0.5, help="the treatment's share of users (default: %(default)s)")
+    begin.add_argument("--name", help="the experiment's name (default: v<control>-vs-v<treatment>-<time>)")
+    begin.add_argument("--canary", action="store_true", help="let the trainer promote or abort it by the rule")
+    begin.add_argument("--min-users", type=int, help="canary: judged users per arm before a promotion")
+    begin.add_argument("--max-days", type=float, help="canary: abort after this many days without a promotion")
+    begin.set_defaults(func=cmd_experiment_start)
+    end = actions.add_parser("stop", help="stop the running experiment")
+    end.add_argument("--promote", action="store_true", help="and make its treatment the active version")
+    end.set_defaults(func=cmd_experiment_stop)
     return top
 
 

@@ -70,7 +70,7 @@ def test_notebook_runs_headless_and_plots(venv_kernel: str, cache_dir: str, slic
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.get("data", {})]
-    assert len(images) == 3
+    assert len(images) == 4  # history length, coverage, popularity bias, the experiment curves
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "| service ranking" in text and "20 users scored" in text
 
