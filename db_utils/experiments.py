@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, Table, select, update
 
 from db_utils.models import Experiment, RecommendationServed
 from db_utils.queries import activity_of_users, latest_activity
+
+EXPERIMENTS: Table = Experiment.__table__  # type: ignore[assignment]
 
 ARMS = ("control", "treatment")
 DECISIONS = ("promoted", "aborted", "stopped")
@@ -79,7 +81,7 @@ def build_arms(control_id: int, treatment_id: int, share: float) -> list[dict[st
 
 
 def _columns() -> list[Any]:
-    t = Experiment.__table__.c
+    t = EXPERIMENTS.c
     return [t[name] for name in ExperimentRow.__dataclass_fields__]
 
 
@@ -92,18 +94,18 @@ def _row(mapping: Any) -> ExperimentRow:
 
 def running(conn: Connection) -> ExperimentRow | None:
     """The running experiment, or None (one row through the partial unique index)."""
-    row = conn.execute(select(*_columns()).where(Experiment.__table__.c.status == "running")).mappings().first()
+    row = conn.execute(select(*_columns()).where(EXPERIMENTS.c.status == "running")).mappings().first()
     return None if row is None else _row(row)
 
 
 def by_name(conn: Connection, name: str) -> ExperimentRow | None:
-    row = conn.execute(select(*_columns()).where(Experiment.__table__.c.name == name)).mappings().first()
+    row = conn.execute(select(*_columns()).where(EXPERIMENTS.c.name == name)).mappings().first()
     return None if row is None else _row(row)
 
 
 def latest(conn: Connection) -> ExperimentRow | None:
     """The newest experiment, running or not."""
-    t = Experiment.__table__.c
+    t = EXPERIMENTS.c
     row = conn.execute(select(*_columns()).order_by(t.id.desc()).limit(1)).mappings().first()
     return None if row is None else _row(row)
 
@@ -117,7 +119,7 @@ def start(conn: Connection, *, name: str, control_version_id: int, arms: list[di
         raise ValueError(f"experiment {current.name!r} is running; stop it first (python -m training experiment stop).")
     if by_name(conn, name) is not None:
         raise ValueError(f"an experiment named {name!r} exists already; choose another --name.")
-    conn.execute(Experiment.__table__.insert().values(
+    conn.execute(EXPERIMENTS.insert().values(
         name=name, status="running", control_version_id=control_version_id, arms=json.dumps(arms),
         is_canary=is_canary, min_users=min_users, max_days=max_days, started_at=now))
     found = by_name(conn, name)
@@ -129,7 +131,7 @@ def stop(conn: Connection, experiment_id: int, *, decision: str, reason: str, no
     """Mark a running experiment stopped with its decision (promoted, aborted, stopped) and reason."""
     if decision not in DECISIONS:
         raise ValueError(f"an experiment ends as one of {DECISIONS}, not {decision!r}.")
-    t = Experiment.__table__
+    t = EXPERIMENTS
     conn.execute(update(t).where((t.c.id == experiment_id) & (t.c.status == "running"))
                  .values(status="stopped", stopped_at=now, decision=decision, reason=reason))
 

@@ -98,7 +98,7 @@ def _experiment(args: argparse.Namespace) -> int:
     from evaluation import online
     from evaluation.experiments.exporter import update_gauges
     from evaluation.experiments.report import render_text
-    from training.experiments import report_of
+    from evaluation.experiments.store import report_of
 
     engine = get_engine(args.database_url)
     if not inspect(engine).has_table("experiments"):

@@ -128,10 +128,18 @@ def embed(ctx: Context, catalog: str | None) -> dict[str, Any]:
 
 
 def prune(ctx: Context) -> list[str]:
-    """Drop the collections of all but the newest `keep_versions` versions (never the active one)."""
+    """Drop the collections of all but the newest `keep_versions` versions (never the active one nor a
+    running experiment's)."""
+    from sqlalchemy import inspect
+
+    from db_utils import experiments as ex
+
     with ctx.engine.connect() as conn:
         versions = mv.list_versions(conn)
+        running = ex.running(conn) if inspect(conn).has_table("experiments") else None
     keep = {v.id for v in versions[:ctx.training.keep_versions]} | {v.id for v in versions if v.status == "active"}
+    if running is not None:  # a running experiment's arms keep their vectors however old
+        keep |= {int(arm["version_id"]) for arm in running.arms}
     dropped = []
     for version in versions:
         if version.id not in keep and not version.collections_dropped:

@@ -3,10 +3,7 @@ rule applied on the trainer's schedule.
 
 - `start`: control = the active version; the treatment must be another version that still has its vectors.
 - `stop`: ends the running experiment; with ``promote`` its treatment becomes the active version.
-- `report_of`: the served lists the stream logged since the experiment started (until it stopped), each
-  user's arm recomputed with `core.assignment` exactly as the service assigns it, the users' watches and
-  ratings, through `evaluation.experiments.report.build_report`; judged on the store's own clock (its
-  latest activity), as `evaluation online` is. The same store gives the same report.
+- `report_of` (`evaluation.experiments.store`): the experiment's report from the store.
 - `apply_canary`: at every tick of `training run --every`, before the cycle: the running canary's
   decision (`evaluation.experiments.stats.canary_decision`): promote -> the treatment is activated (event
   "canary") and the experiment stopped, in one transaction; abort -> the experiment is stopped, the abort
@@ -27,9 +24,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection, Engine
 
-from core.assignment import assigner, validate_arms
+from core.assignment import validate_arms
 from db_utils import experiments as ex
 from db_utils import model_versions as mv
+from evaluation.experiments.store import report_of
 
 log = logging.getLogger("training.experiments")
 # the experiments whose gauges a registry holds (weakly keyed, as the exporter keeps its gauges)
@@ -87,39 +85,6 @@ def stop(engine: Engine, now: datetime, promote: bool = False) -> dict[str, Any]
     return doc
 
 
-def annotate(served: list[dict[str, Any]], experiment: ex.ExperimentRow) -> list[dict[str, Any]]:
-    """Each served list with the arm `core.assignment` gives its user and the arm's version name (the store
-    does not record fallbacks: every list counts as not one)."""
-    arm_of = assigner(experiment.assignment_key, experiment.shares)
-    out = []
-    for row in served:
-        arm = arm_of(row["user_id"])
-        out.append({**row, "arm": arm, "model_version": mv.version_name(experiment.version_of(arm)),
-                    "fallback": False})
-    return out
-
-
-def report_of(conn: Connection, experiment: ex.ExperimentRow, now: datetime | None = None,
-              window_hours: float = 24.0) -> dict[str, Any]:
-    """The experiment's report from the store (module docstring); a canary's carries its decision at `now`
-    (default: the store's clock)."""
-    from datetime import timedelta
-
-    from evaluation.experiments.report import CanaryRule, build_report
-
-    served, watched, ratings, as_of = ex.activity(conn, experiment.started_at, experiment.stopped_at)
-    rule = None
-    if experiment.is_canary and experiment.min_users and experiment.max_days:
-        rule = CanaryRule(experiment.min_users, experiment.max_days, experiment.started_at,
-                          now or as_of or experiment.started_at)
-    report = build_report(experiment.name, "control", experiment.shares, annotate(served, experiment), watched,
-                          ratings, window=timedelta(hours=window_hours), as_of=as_of, canary=rule)
-    report["started_at"] = experiment.started_at.isoformat()
-    report["stopped_at"] = experiment.stopped_at.isoformat() if experiment.stopped_at else None
-    report["status"] = experiment.status
-    return report
-
-
 def apply_canary(engine: Engine, now: datetime, registry: CollectorRegistry | None = None) -> dict[str, Any] | None:
     """One tick of the canary rule (module docstring); the decision's document, or None when nothing runs.
     The gauges of a running experiment (canary or not) are exported to `registry` when given."""
@@ -134,7 +99,7 @@ def apply_canary(engine: Engine, now: datetime, registry: CollectorRegistry | No
             # the control arm serves the active version: once that changed, the arms compare something else
             why = f"the active version changed to {active.name if active else 'none'} during the experiment"
             ex.stop(conn, row.id, decision="stopped", reason=why, now=now)
-            doc = {"experiment": row.name, "decision": "stopped", "reason": why}
+            doc: dict[str, Any] = {"experiment": row.name, "decision": "stopped", "reason": why}
             log.warning("experiment stopped", extra=doc)
             return doc
         report = report_of(conn, row, now)

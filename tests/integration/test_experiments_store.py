@@ -199,7 +199,7 @@ def test_migration_0005_matches_the_model_and_goes_down_cleanly(tmp_path):
         diff = [d for d in compare_metadata(MigrationContext.configure(conn), Base.metadata)
                 if "experiments" in repr(d)]
     assert diff == []
-    command.downgrade(migrate.alembic_config(url), "0003")
+    command.downgrade(migrate.alembic_config(url), "0004")
     assert not inspect(create(url)).has_table("experiments")
     migrate.upgrade(url)
     assert inspect(create(url)).has_table("experiments")
