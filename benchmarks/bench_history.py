@@ -22,27 +22,16 @@ import os
 import random
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
+from benchmarks.bench_rank import best_ms
 from db_utils import migrate, queries
 from db_utils.engine import create
 from inference.cache import NeighbourList
 from inference.config import RankConfig
 from inference.ranking import normalize_popularity, rank
-
-
-def best_ms(call: Callable[[], object], calls: int, rounds: int) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        started = time.perf_counter()
-        for _ in range(calls):
-            call()
-        best = min(best, (time.perf_counter() - started) / calls)
-    return best * 1000
 
 
 def build(url: str, lengths: list[int], catalog: int) -> None:

@@ -134,12 +134,16 @@ def watched_by(engine: Engine) -> dict[int, set[str]]:
     return out
 
 
-def test_a_full_cycle_switches_the_service_without_a_failed_or_mixed_answer(demo, tmp_path, encoder):
+def first_part_store(tmp_path: Path, demo: Demo) -> tuple[str, str, Engine]:
+    """A migrated SQLite store at tmp_path holding the demo's first part, and its ChromaDB path."""
     url = f"sqlite:///{tmp_path}/recsys.db"
-    chroma = str(tmp_path / "chroma")
     migrate.upgrade(url)
-    engine = create(url)
     ingest(url, demo.first)
+    return url, str(tmp_path / "chroma"), create(url)
+
+
+def test_a_full_cycle_switches_the_service_without_a_failed_or_mixed_answer(demo, tmp_path, encoder):
+    url, chroma, engine = first_part_store(tmp_path, demo)
     first = run_cycle(context(engine, chroma, encoder), demo.catalog)
     assert first["version"] == "v1" and first["status"] == "active", first
     assert first["gate"]["candidate"]["hit_rate_at_20"] > first["gate"]["most_popular"]["hit_rate_at_20"]
@@ -189,11 +193,7 @@ def shuffled_fit(pairs, config):
 
 
 def test_a_bad_candidate_is_rejected_and_the_active_version_stays(demo, tmp_path, encoder):
-    url = f"sqlite:///{tmp_path}/recsys.db"
-    chroma = str(tmp_path / "chroma")
-    migrate.upgrade(url)
-    engine = create(url)
-    ingest(url, demo.first)
+    url, chroma, engine = first_part_store(tmp_path, demo)
     ctx = context(engine, chroma, encoder)
     first = run_cycle(ctx, demo.catalog)
     assert first["status"] == "active"
@@ -227,11 +227,7 @@ def start_trainer(env: dict[str, str], pause_at: str) -> subprocess.Popen:
 
 
 def test_kill_9_of_the_trainer_in_every_step_keeps_serving_and_the_next_run_finishes(demo, tmp_path, encoder):
-    url = f"sqlite:///{tmp_path}/recsys.db"
-    chroma = str(tmp_path / "chroma")
-    migrate.upgrade(url)
-    engine = create(url)
-    ingest(url, demo.first)
+    url, chroma, engine = first_part_store(tmp_path, demo)
     assert run_cycle(context(engine, chroma, encoder), demo.catalog)["version"] == "v1"
     ingest(url, demo.rest)  # new data, so every run below has a candidate to make
     env = trainer_env(url, chroma, encoder)
