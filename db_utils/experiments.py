@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, select, update
 
+from db_utils.model_versions import version_name
 from db_utils.models import Experiment, RecommendationServed
 from db_utils.queries import activity_of_users, latest_activity
 
@@ -64,7 +65,7 @@ class ExperimentRow:
     def as_dict(self) -> dict[str, Any]:
         """A JSON-able document (times as ISO strings, versions also by name)."""
         doc = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        doc["arms"] = [{**a, "version": f"v{a['version_id']}"} for a in self.arms]
+        doc["arms"] = [{**a, "version": version_name(int(a["version_id"]))} for a in self.arms]
         for key in ("started_at", "stopped_at"):
             doc[key] = doc[key].isoformat() if doc[key] is not None else None
         return doc

@@ -114,13 +114,18 @@ def _experiment_engine(url: str | None) -> Any:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from sqlalchemy import inspect
+
+    from db_utils import experiments as ex
     from db_utils import model_versions as mv
 
     with _engine(args.database_url).connect() as conn:
         versions = mv.list_versions(conn)
         history = mv.activations(conn)
+        running = ex.running(conn) if inspect(conn).has_table("experiments") else None
     active = next((v.name for v in versions if v.status == "active"), None)
-    _print({"active": active, "versions": [v.as_dict() for v in versions],
+    experiment = None if running is None else running.as_dict()
+    _print({"active": active, "experiment": experiment, "versions": [v.as_dict() for v in versions],
             "activations": [{**h, "version": mv.version_name(h["version_id"]), "at": h["at"].isoformat()}
                             for h in history]})
     return 0
