@@ -29,7 +29,7 @@ def section_commands() -> tuple[list[str], list[str]]:
     section = text.split("## Run it on your own catalog and stream", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"\n((?:    .+\n)+)", section)
     commands = [[line.strip().split("  #")[0].strip() for line in block.splitlines()] for block in blocks]
-    return commands[0], commands[-1]
+    return commands[0], next(c for c in commands if any("training status" in line for line in c))
 
 
 def test_the_readme_own_data_section_serves_the_promoted_version(tmp_path, encoder):
