@@ -11,12 +11,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from inference.cache import NeighbourCache, NeighbourList, PopularCache
 from inference.config import RankConfig, ServiceSettings
+from inference.health import DependencyState, Health, classify, describe
 from inference.metrics import ServiceMetrics
+from inference.popular import PopularList
 from inference.ranking import NormalizedPopularity, Scored, normalize_popularity, rank
 from inference.sources import HistorySource, VectorSource, open_version_store
 from inference.versions import (
@@ -43,26 +45,7 @@ class Outcome:
     arm: str | None = None
 
 
-@dataclass
-class DependencyState:
-    """The last thing seen of one dependency, for /ready."""
-
-    ok: bool = True
-    error: str | None = None
-    at: float = field(default_factory=time.time)
-
-
-def classify(exc: BaseException, default: str) -> str:
-    """The fallback reason of an exception: timeout when it says so, else the dependency's name."""
-    text = f"{type(exc).__name__} {exc}".lower()
-    return "timeout" if "timeout" in text or "timed out" in text else default
-
-
 log = logging.getLogger("inference.service")
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 
 
 class Recommender:
@@ -86,13 +69,11 @@ class Recommender:
                                     current_experiment=lambda: self.experiment)
         self.popular_cache = PopularCache(settings.popular_ttl_seconds, clock=clock,
                                           snapshot_path=settings.popular_snapshot or None)
+        self.health = Health(metrics.ready.set, lambda: bool(self.popular_cache.items))
+        self.popular_list = PopularList(self.popular_cache, lambda: history.popular(settings.popular_size),
+                                        lambda exc: self._mark("sql", exc))
         self.warming = False
         self.warm_thread: threading.Thread | None = None
-        self.popular_thread: threading.Thread | None = None
-        self._popular_lock = threading.Lock()
-        self._ready: bool | None = None
-        self._popular_normalized: tuple[list[tuple[str, int]], NormalizedPopularity] | None = None
-        self.state: dict[str, DependencyState] = {"sql": DependencyState(), "vectors": DependencyState()}
 
     # -- the model served -------------------------------------------------------------------------
     @property
@@ -130,56 +111,30 @@ class Recommender:
         return fetched
 
     # -- dependencies -------------------------------------------------------------------------------
+    @property
+    def state(self) -> dict[str, DependencyState]:
+        """The last outcome seen of each dependency (`inference.health`)."""
+        return self.health.state
+
     def _mark(self, name: str, exc: BaseException | None) -> None:
-        """Record what a request saw of a dependency; keep `recommender_ready` in step with it."""
-        previous = self.state[name]
-        if exc is None and previous.ok:
-            return
-        self.state[name] = DependencyState(ok=exc is None, error=None if exc is None else _describe(exc))
-        self.set_ready(all(s.ok for s in self.state.values()) and bool(self.popular_cache.items))
+        self.health.mark(name, exc)
 
     def set_ready(self, ready: bool) -> None:
         """Set the recommender_ready gauge (written only when it changes)."""
-        if ready != self._ready:
-            self._ready = ready
-            self.metrics.ready.set(1 if ready else 0)
+        self.health.set_ready(ready)
 
     def vectors(self) -> VectorSource:
         """The vector source of the model in use (opened on first use; retried after a short pause)."""
         return self.model.vectors()
 
     def popular(self) -> NormalizedPopularity:
-        """The cached popular list, normalized once per list; a failing reload keeps the last good one
-        (possibly empty).
+        """The held popular list, normalized (`inference.popular.PopularList`)."""
+        return self.popular_list.current()
 
-        While no list is held it is loaded here. Once one is, a stale list is reloaded by one background
-        thread and requests keep serving the held one meanwhile: the popular query scans `watched` (50 to
-        120 ms on a 1M-user SQLite store), too slow for the request that happens to find it stale."""
-        cache = self.popular_cache
-        if not cache.items:
-            self._load_popular()
-        elif cache.stale():
-            self._refresh_popular_in_background()
-        items = cache.items
-        cached = self._popular_normalized
-        if cached is None or cached[0] is not items:
-            cached = self._popular_normalized = (items, normalize_popularity(items))
-        return cached[1]
-
-    def _load_popular(self) -> None:
-        """Reload the popular list now if it is stale; a store failure is recorded, never raised."""
-        try:
-            self.popular_cache.get(lambda: self.history_source.popular(self.settings.popular_size))
-        except Exception as exc:  # any store failure means: serve what we hold
-            self._mark("sql", exc)
-
-    def _refresh_popular_in_background(self) -> None:
-        """Start one reload thread unless one is running already."""
-        with self._popular_lock:
-            if self.popular_thread is not None and self.popular_thread.is_alive():
-                return
-            self.popular_thread = threading.Thread(target=self._load_popular, name="popular-refresh", daemon=True)
-            self.popular_thread.start()
+    @property
+    def popular_thread(self) -> threading.Thread | None:
+        """The background reload of the popular list, if one was started."""
+        return self.popular_list.thread
 
     def neighbours(self, movie_ids: Sequence[str], model: ServedModel | None = None) -> dict[str, NeighbourList]:
         """Neighbour lists of the ids in `model` (default: the one in use): cached ones, plus the missing
@@ -241,7 +196,7 @@ class Recommender:
             log.info("neighbour warm-up done",
                      extra={"fetched": fetched, "seconds": round(self._clock() - started, 3)})
         except Exception as exc:
-            log.info("neighbour warm-up stopped", extra={"error": _describe(exc), "fetched": fetched})
+            log.info("neighbour warm-up stopped", extra={"error": describe(exc), "fetched": fetched})
         finally:
             self.warming = False
             # The warmed cache is tens of thousands of long-lived objects: left in the collector's oldest
@@ -354,35 +309,6 @@ class Recommender:
     # -- readiness ----------------------------------------------------------------------------------
     def probe(self) -> dict[str, Any]:
         """Check the store, the vectors and the caches now; returns the /ready document."""
-        checks: dict[str, dict[str, Any]] = {}
-        try:
-            items = self.history_source.popular(self.settings.popular_size)
-            self.popular_cache.get(lambda: items)
-            self._mark("sql", None)
-            checks["sql"] = {"ok": True}
-        except Exception as exc:
-            self._mark("sql", exc)
-            checks["sql"] = {"ok": False, "error": _describe(exc)}
-        try:
-            store = self.vectors()
-            count = int(store.count())
-            self.neighbour_cache.check_version(lambda: store.version)
-            self._mark("vectors", None)
-            checks["vectors"] = {"ok": count > 0, "count": count}
-            if count == 0:
-                checks["vectors"]["error"] = "the vector collection is empty"
-        except Exception as exc:
-            self._mark("vectors", exc)
-            checks["vectors"] = {"ok": False, "error": _describe(exc)}
-        popular_size = len(self.popular_cache.items)
-        checks["caches"] = {"ok": popular_size > 0, "popular": popular_size,
-                            "neighbour_lists": len(self.neighbour_cache), "warming": self.warming,
-                            "neighbour_capacity": self.neighbour_cache.max_size}
-        if popular_size == 0:
-            checks["caches"]["error"] = "no popular list is held in memory"
-        failed = [name for name, check in checks.items() if not check["ok"]]
-        if not failed:
-            return {"status": "ready", "checks": checks}
-        reason = "; ".join(f"{name}: {checks[name]['error']}" for name in failed)
-        status = "degraded" if popular_size > 0 else "unavailable"
-        return {"status": status, "reason": reason, "checks": checks}
+        from inference.readiness import probe
+
+        return probe(self)
