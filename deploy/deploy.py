@@ -9,6 +9,8 @@ keeps the deployed versions:
     python3 deploy/deploy.py --project-dir /opt/movie-recommender --service service \
         --image registry.example.com/team/movie-recommender/service:1.4.0 \
         --ready-url http://127.0.0.1:8082/ready
+    python3 deploy/deploy.py --project-dir /opt/movie-recommender --service trainer \
+        --image registry.example.com/team/movie-recommender/trainer:0.3.0    # its health check decides
 
 Steps: note the running image, pull the new one, recreate only that service, wait for readiness (the
 URL answers 2xx, or without --ready-url the container's health check reports healthy), and on timeout
@@ -172,7 +174,7 @@ def deploy(settings: Settings, compose: Compose, log: Callable[[str], None] = pr
 def parse_args(argv: list[str] | None) -> Settings:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project-dir", type=Path, default=Path.cwd(), help="compose project directory")
-    parser.add_argument("--service", required=True, help="compose service name, e.g. service or parser")
+    parser.add_argument("--service", required=True, help="compose service name: service, parser or trainer")
     parser.add_argument("--image", required=True, help="full image reference to deploy")
     parser.add_argument("--compose-file", default="docker-compose.yml")
     parser.add_argument("--images-file", default="images.env", help="env file recording each service's image")

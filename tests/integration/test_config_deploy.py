@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.fixtures.services import http_server
 
@@ -78,8 +79,8 @@ def fake(tmp_path):
         def __init__(self):
             self.project, self.env = project, env
 
-        def running(self, image: str) -> None:
-            (project / "images.env").write_text(f"SERVICE_IMAGE={image}\n")
+        def running(self, image: str, variable: str = "SERVICE_IMAGE", others: str = "") -> None:
+            (project / "images.env").write_text(f"{others}{variable}={image}\n")
             (tmp_path / "state.json").write_text(json.dumps({"image": image, "n": 1}))
 
         def image(self) -> str | None:
@@ -92,16 +93,17 @@ def fake(tmp_path):
         def ups(self) -> int:
             return sum(1 for call in self.calls() if call[0] == "compose" and "up" in call)
 
-        def deploy(self, *extra: str, broken: str = "", missing: str = "") -> subprocess.CompletedProcess:
+        def deploy(self, *extra: str, broken: str = "", missing: str = "", service: str = "service",
+                   image: str = NEW) -> subprocess.CompletedProcess:
             argv = [
                 sys.executable,
                 str(DEPLOY),
                 "--project-dir",
                 str(project),
                 "--service",
-                "service",
+                service,
                 "--image",
-                NEW,
+                image,
                 "--timeout",
                 "0.5",
                 "--interval",
@@ -134,6 +136,40 @@ def test_an_image_that_never_gets_healthy_is_rolled_back(fake):
     assert fake.image() == OLD
     assert (fake.project / "images.env").read_text() == f"SERVICE_IMAGE={OLD}\n"
     assert fake.ups() == 2
+
+
+TRAINER_OLD = "registry.example.com/team/movie-recommender/trainer:0.2.0"
+TRAINER_NEW = "registry.example.com/team/movie-recommender/trainer:0.3.0"
+
+
+def test_the_trainer_is_deployed_beside_the_service_on_its_health_check(fake):
+    """The trainer's image goes to TRAINER_IMAGE (compose's variable); the service's line is kept."""
+    fake.running(TRAINER_OLD, "TRAINER_IMAGE", others=f"SERVICE_IMAGE={OLD}\n")
+    done = fake.deploy(service="trainer", image=TRAINER_NEW)
+    assert done.returncode == 0, done.stderr
+    assert fake.image() == TRAINER_NEW
+    assert (fake.project / "images.env").read_text() == f"SERVICE_IMAGE={OLD}\nTRAINER_IMAGE={TRAINER_NEW}\n"
+    up = next(call for call in fake.calls() if "up" in call)
+    assert up[-5:] == ["up", "-d", "--no-deps", "--force-recreate", "trainer"]
+    assert any(call[0] == "inspect" and "Health" in call[2] for call in fake.calls())
+
+
+def test_a_trainer_that_never_gets_healthy_is_rolled_back(fake):
+    fake.running(TRAINER_OLD, "TRAINER_IMAGE", others=f"SERVICE_IMAGE={OLD}\n")
+    done = fake.deploy(service="trainer", image=TRAINER_NEW, broken=TRAINER_NEW)
+    assert done.returncode == 1
+    assert f"trainer: {TRAINER_NEW} did not come ready" in done.stdout
+    assert fake.image() == TRAINER_OLD
+    assert (fake.project / "images.env").read_text() == f"SERVICE_IMAGE={OLD}\nTRAINER_IMAGE={TRAINER_OLD}\n"
+    assert fake.ups() == 2
+
+
+def test_compose_names_every_deployed_image_by_the_variable_deploy_writes():
+    """deploy.py writes <SERVICE>_IMAGE; each released service's compose image reads that variable."""
+    deploy = _module()
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    for service in ("service", "parser", "trainer"):
+        assert services[service]["image"].startswith("${" + deploy.image_variable(service) + ":-"), service
 
 
 def test_ready_url_decides_readiness(fake):

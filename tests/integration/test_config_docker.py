@@ -58,10 +58,10 @@ def test_hadolint_flags_a_bad_dockerfile(tmp_path):
 def test_every_role_has_a_target_running_as_non_root_with_a_health_check():
     assert [p.name for p in DOCKERFILES] == ["Dockerfile"]
     built = stages(DOCKERFILES[0])
-    assert {"deps", "runtime", "service", "parser", "embeddings"} <= set(built)
+    assert {"deps", "runtime", "service", "parser", "embeddings", "trainer"} <= set(built)
     assert any(line.startswith("USER 10001") for line in built["runtime"])
     assert not any(
-        line.startswith("USER") for name in ("service", "parser", "embeddings") for line in built[name]
+        line.startswith("USER") for name in ("service", "parser", "embeddings", "trainer") for line in built[name]
     )
     assert any("/health" in line for line in built["service"] if line.startswith("HEALTHCHECK"))
     assert any("9102" in line for line in built["parser"] if line.startswith("HEALTHCHECK"))
@@ -71,6 +71,22 @@ def test_every_role_has_a_target_running_as_non_root_with_a_health_check():
     assert any(line.startswith("RUN python -m embeddings onnx") for line in built["onnx-graph"])
     assert "ENV EMBED_ONNX_DIR=/opt/onnx" in built["embeddings"]
     assert "COPY --from=onnx-graph /tmp/onnx /opt/onnx" in built["embeddings"]
+
+
+def test_trainer_target_runs_the_schedule_with_the_baked_graph_and_its_metrics_port():
+    built = stages(DOCKERFILES[0])
+    trainer, runtime = built["trainer"], built["runtime"]
+    assert trainer[0] == "FROM runtime AS trainer"
+    assert "COPY --from=onnx-graph /tmp/onnx /opt/onnx" in trainer
+    env = " ".join(line for line in trainer if line.startswith("ENV"))
+    assert "EMBED_ONNX_DIR=/opt/onnx" in env and "TRAIN_METRICS_PORT=9104" in env
+    assert "EXPOSE 9104" in trainer
+    assert any("9104" in line and "/metrics" in line for line in trainer if line.startswith("HEALTHCHECK"))
+    cmd = next(line for line in trainer if line.startswith("CMD"))
+    assert "exec python -m training run --every" in cmd and "${TRAIN_EVERY:-6h}" in cmd
+    # the code the trainer imports is in the shared runtime layer
+    for package in ("training", "core", "embeddings", "evaluation", "inference", "db_utils"):
+        assert any(line.startswith("COPY") and f"./{package}" in line for line in runtime), package
 
 
 def test_cpu_torch_and_dependencies_come_before_code():
@@ -94,7 +110,7 @@ def test_compose_file_matches_the_compose_specification():
 def test_compose_schema_check_rejects_a_bad_file(tmp_path):
     bad = tmp_path / "docker-compose.yml"
     stack = compose()
-    stack["services"]["service"]["depends_on"]["embeddings"]["condition"] = "service_finished"
+    stack["services"]["service"]["depends_on"]["trainer"]["condition"] = "service_finished"
     bad.write_text(yaml.safe_dump(stack))
     done = run([venv_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(bad)])
     assert done.returncode != 0
@@ -107,6 +123,7 @@ def test_stack_has_every_part_and_a_health_based_start_order():
         "chroma",
         "service",
         "parser",
+        "trainer",
         "embeddings",
         "prometheus",
         "alertmanager",
@@ -116,8 +133,24 @@ def test_stack_has_every_part_and_a_health_based_start_order():
     service = services["service"]
     assert service["command"] == ["gunicorn", "-c", "inference/gunicorn.conf.py", "inference.wsgi:app"]
     assert service["ports"] == ["8082:8082"]
-    assert service["depends_on"]["embeddings"] == {"condition": "service_completed_successfully"}
+    # the service waits for the schema, and only softly for the trainer (it serves content vectors until
+    # the first cycle promotes a version)
+    assert service["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    assert service["depends_on"]["trainer"] == {"condition": "service_healthy", "required": False}
     assert service["depends_on"]["postgres"] == {"condition": "service_healthy"}
+    assert "embeddings" not in service["depends_on"]
+    trainer = services["trainer"]
+    assert trainer["build"]["target"] == "trainer"
+    assert trainer["image"] == "${TRAINER_IMAGE:-movie-recommender/trainer:latest}"
+    assert "exec python -m training run --every" in trainer["command"][-1]
+    assert trainer["environment"]["TRAIN_EVERY"] == "${TRAIN_EVERY:-6h}"
+    assert trainer["environment"]["TRAIN_METRICS_PORT"] == "9104"
+    assert trainer["restart"] == "unless-stopped"
+    assert "9104/metrics" in " ".join(trainer["healthcheck"]["test"])
+    assert trainer["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    assert {"postgres", "chroma"} <= set(trainer["depends_on"])
+    # the one-shot embedding job stays for a manual re-embed, out of `docker compose up`
+    assert services["embeddings"]["profiles"] == ["manual"]
     assert services["embeddings"]["restart"] == "no"
     assert services["embeddings"]["command"][:4] == ["python", "-m", "embeddings", "build"]
     parser = services["parser"]["command"]

@@ -46,6 +46,11 @@ SCENARIOS = [
         ["--variable", "CI_COMMIT_TAG=release-parser-2.0.1", "--unset-variable", "CI_COMMIT_BRANCH"],
         [*TESTS, "build-parser", "deploy-parser"],
     ),
+    (
+        "trainer release tag",
+        ["--variable", "CI_COMMIT_TAG=release-trainer-0.3.0", "--unset-variable", "CI_COMMIT_BRANCH"],
+        [*TESTS, "build-trainer", "deploy-trainer"],
+    ),
     ("other tag", ["--variable", "CI_COMMIT_TAG=v1.0", "--unset-variable", "CI_COMMIT_BRANCH"], []),
 ]
 
@@ -105,7 +110,7 @@ def test_release_jobs_build_push_and_deploy_with_rollback(ci_repo):
     done = run([gitlab_ci_local(), "--preview"], cwd=ci_repo)
     assert done.returncode == 0, done.stderr
     jobs = yaml.safe_load(done.stdout)
-    for component, service in (("recommender", "service"), ("parser", "parser")):
+    for component, service in (("recommender", "service"), ("parser", "parser"), ("trainer", "trainer")):
         build, deploy = jobs[f"build-{component}"], jobs[f"deploy-{component}"]
         script = "\n".join(build["script"])
         assert '-t "$image:$VERSION" -t "$image:$CI_COMMIT_SHORT_SHA"' in script
@@ -118,6 +123,9 @@ def test_release_jobs_build_push_and_deploy_with_rollback(ci_repo):
         assert deploy["variables"]["SERVICE"] == service
         assert any("deploy/deploy.py" in line for line in deploy["script"])
     assert jobs["deploy-recommender"]["variables"]["READY_URL"].endswith(":8082/ready")
+    # the trainer publishes no port on the VM: its container health check (/metrics on 9104) decides
+    assert jobs["deploy-trainer"]["variables"]["READY_URL"] == ""
+    assert jobs["build-trainer"]["variables"]["TARGETS"] == "trainer"
     test = jobs["test"]
     assert test["artifacts"]["reports"]["junit"] == "junit.xml"
     assert test["artifacts"]["reports"]["coverage_report"] == {

@@ -25,7 +25,8 @@ from tests.fixtures.services import require_binary
 from tests.fixtures.tools import run
 
 EXPERIMENT_RULES = MONITORING / "prometheus" / "experiments.yml"
-RULE_FILES = (ALERT_RULES, EXPERIMENT_RULES)
+TRAINING_RULES = MONITORING / "prometheus" / "training.yml"
+RULE_FILES = (ALERT_RULES, EXPERIMENT_RULES, TRAINING_RULES)
 RULE_TESTS = sorted((MONITORING / "prometheus" / "tests").glob("*.yml"))
 REQUIRED_ALERTS = {
     "RecommenderServiceDown",
@@ -39,6 +40,8 @@ REQUIRED_ALERTS = {
     "ContainerMemoryGrowing",
     "ExperimentTreatmentWorse",
     "ExperimentSampleRatioMismatch",
+    "TrainerCycleFailing",
+    "TrainerDown",
 }
 
 
@@ -102,6 +105,11 @@ def test_alerts_carry_routing_labels_and_one_threshold():
         assert rule["annotations"]["summary"] and rule["annotations"]["description"], name
         assert re.search(r"(==|!=|>=|<=|>|<)\s*[0-9.]+\s*$", rule["expr"].strip()), name
     assert "time() - parser_last_applied_timestamp_seconds > 300" in alerts()["ParserStalled"]["expr"]
+    # two 6 h schedule periods and an hour of slack, counted only while cycles fail
+    failing = alerts()["TrainerCycleFailing"]["expr"]
+    assert failing.strip().endswith("> 46800") and 'trainer_cycles_total{status="failed"}' in failing
+    assert alerts()["TrainerDown"]["expr"] == 'up{job="trainer"} == 0'
+    assert alerts()["TrainerDown"]["for"] == "5m"
 
 
 def test_scrape_targets_cover_the_stack():
@@ -109,6 +117,7 @@ def test_scrape_targets_cover_the_stack():
     targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
     assert targets["service"] == ["service:8082"]
     assert targets["parser"] == ["parser:9102"]
+    assert targets["trainer"] == ["trainer:9104"]
     assert targets["cadvisor"] == ["cadvisor:8080"]
     assert targets["alertmanager"] == ["alertmanager:9093"]
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]

@@ -26,6 +26,8 @@ from tests.fixtures.prometheus import (
 )
 from tests.fixtures.services import wait_for
 
+TRAINING_RULES = ALERT_RULES.parent / "training.yml"
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # Metrics that only cAdvisor exports: no container runtime runs here, so expressions over them must
@@ -54,9 +56,10 @@ def dashboard_expressions() -> list[tuple[str, str]]:
 
 
 def alert_expressions() -> list[tuple[str, str]]:
-    """(alert name, expr) for every alert rule."""
-    rules = load_yaml(ALERT_RULES)
-    return [(rule["alert"], rule["expr"]) for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
+    """(alert name, expr) for every alert rule of the service, parser and trainer files (the experiment
+    alerts' gauges come from the experiments exporter, evaluated in its own tests)."""
+    return [(rule["alert"], rule["expr"]) for path in (ALERT_RULES, TRAINING_RULES)
+            for group in load_yaml(path)["groups"] for rule in group["rules"] if "alert" in rule]
 
 
 def test_bool_form_rewrites_the_last_comparison_only():
@@ -86,6 +89,7 @@ def test_every_dashboard_and_alert_expression_evaluates_with_data(monitored_targ
             "service": [f"127.0.0.1:{monitored_targets['service'].port}"],
             "parser": [f"127.0.0.1:{monitored_targets['parser'].port}"],
             "online-evaluation": [f"127.0.0.1:{monitored_targets['online-evaluation'].port}"],
+            "trainer": [f"127.0.0.1:{monitored_targets['trainer'].port}"],
         },
         rule_file="alerts.yml",
         alertmanager=None,
@@ -101,6 +105,7 @@ def test_every_dashboard_and_alert_expression_evaluates_with_data(monitored_targ
                 "sum(rate(parser_rejected_total[5m])) > 0",
                 "sum(rate(neighbour_cache_hits_total[5m])) + sum(rate(neighbour_cache_misses_total[5m])) > 0",
                 "online_conversion_rate >= 0",
+                "count_over_time(trainer_cycle_seconds_count[1d]) > 1",  # increase() needs two scrapes
             ):
                 wait_for(lambda p=probe: bool(query(prom, p)["data"]["result"]), timeout=30, what=probe)
             checks = [(f"panel {title!r}", expr) for title, expr in dashboard_expressions()]
@@ -115,7 +120,8 @@ def test_every_dashboard_and_alert_expression_evaluates_with_data(monitored_targ
         finally:
             stop.set()
             sender.join(timeout=5)
-    assert len(checks) >= 20
+    assert len(checks) >= 25
+    assert any("trainer_" in expr for _, expr in checks)
     assert not failures, "\n".join(failures)
 
 

@@ -29,6 +29,9 @@ REQUIRED_PANELS = [
     "online conversion rate",
     "cold-start share",
     "cache hit ratio",
+    "active model version",
+    "gate hit rates",
+    "training cycle duration",
 ]
 
 
@@ -60,11 +63,28 @@ def test_panels_are_well_formed_and_use_the_provisioned_prometheus():
     assert len(ids) == len(set(ids))
     for panel in board["panels"]:
         assert panel["datasource"]["uid"] in by_uid, panel["title"]
+        assert panel["description"], panel["title"]
+        if panel["type"] == "row":  # a row heading groups the panels below it and queries nothing
+            assert "targets" not in panel and panel["gridPos"]["w"] == 24, panel["title"]
+            continue
         assert panel["targets"] and all(t["expr"].strip() for t in panel["targets"]), panel["title"]
         assert len({t["refId"] for t in panel["targets"]}) == len(panel["targets"]), panel["title"]
         assert panel["description"], panel["title"]
         pos = panel["gridPos"]
         assert pos["x"] + pos["w"] <= 24, panel["title"]
+
+
+def test_model_lifecycle_row_shows_the_trainer_metrics_below_it():
+    board = dashboard()
+    rows = [panel for panel in board["panels"] if panel["type"] == "row"]
+    [lifecycle] = [row for row in rows if row["title"] == "Model lifecycle"]
+    below = [p for p in board["panels"] if p["type"] != "row" and p["gridPos"]["y"] > lifecycle["gridPos"]["y"]]
+    exprs = " ".join(t["expr"] for p in below for t in p["targets"])
+    for metric in ("trainer_active_version", "trainer_gate_hit_rate", "trainer_cycle_seconds",
+                   "trainer_last_success_timestamp_seconds", "trainer_cycles_total"):
+        assert metric in exprs, metric
+    above = [p for p in board["panels"] if p["type"] != "row" and p["gridPos"]["y"] < lifecycle["gridPos"]["y"]]
+    assert not any("trainer_" in t["expr"] for p in above for t in p["targets"])
 
 
 def test_provider_path_is_where_compose_mounts_the_dashboards():
