@@ -132,5 +132,7 @@ def test_release_jobs_build_push_and_deploy_with_rollback(ci_repo):
         "coverage_format": "cobertura",
         "path": "coverage.xml",
     }
-    assert jobs["offline-evaluation"]["artifacts"]["paths"] == ["report.json"]
-    assert "python -m evaluation offline --out report.json" in " ".join(jobs["offline-evaluation"]["script"])
+    assert jobs["offline-evaluation"]["artifacts"]["paths"] == ["report.json", "leave-last-out.json", "training.json"]
+    script = " ".join(jobs["offline-evaluation"]["script"])
+    # the gate's figures of the version `training run` promoted: the same path as `make run`
+    assert script.index("python -m training run") < script.index("python -m evaluation offline --out report.json")
