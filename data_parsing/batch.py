@@ -25,12 +25,12 @@ _UNPRINTABLE_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 class BatchRows:
     """Rows for one transaction, one per key, in the shapes of `db_utils.queries.upsert_stream_batch`."""
 
-    users: list[dict] = field(default_factory=list)
+    users: list[queries.UserRow] = field(default_factory=list)
     movie_ids: list[str] = field(default_factory=list)
-    watched: list[dict] = field(default_factory=list)
-    ratings: list[dict] = field(default_factory=list)
-    served: list[dict] = field(default_factory=list)
-    rejected: list[dict] = field(default_factory=list)
+    watched: list[queries.WatchedRow] = field(default_factory=list)
+    ratings: list[queries.RatingRow] = field(default_factory=list)
+    served: list[queries.ServedRow] = field(default_factory=list)
+    rejected: list[queries.RejectedRow] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
 
 
@@ -65,10 +65,9 @@ def aggregate(events: Iterable[Event]) -> BatchRows:
     for event in events:
         ts = event.ts
         fold_user(users, event.user_id, ts, ts)
-        kind = type(event)
-        if kind is WatchEvent:
+        if type(event) is WatchEvent:
             fold_watch(watches, (event.user_id, event.movie_id), event.minute, ts, ts)
-        elif kind is RateEvent:
+        elif type(event) is RateEvent:
             fold_rating(ratings, (event.user_id, event.movie_id), event.rating, ts)
         else:
             fold_served(served, (event.user_id, ts), event.server, event.status, event.latency_ms, event.movie_ids)
@@ -95,7 +94,7 @@ def aggregate(events: Iterable[Event]) -> BatchRows:
     )
 
 
-def rejected_row(rejected: Rejected, source: str, offset: int, now: datetime) -> dict:
+def rejected_row(rejected: Rejected, source: str, offset: int, now: datetime) -> queries.RejectedRow:
     """The stored form of a rejected line: raw text capped, control characters escaped (storable anywhere)."""
     raw = rejected.raw[:MAX_RAW_CHARS]
     raw = _UNPRINTABLE_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", raw)[:MAX_RAW_CHARS]

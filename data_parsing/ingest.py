@@ -93,7 +93,7 @@ class Ingestor:
         self.totals = Totals()
         self._sampler = RejectSampler(settings.rejected_cap)
         self._events: list[Event] = []
-        self._rejected_rows: list[dict] = []
+        self._rejected_rows: list[queries.RejectedRow] = []
         self._rejected_counts: Counter[str] = Counter()
         self._positions: dict[int, int] = {}
         self._batch_started: float | None = None
@@ -101,7 +101,7 @@ class Ingestor:
         # the drift statistics; `known` seeds the users and movies that count as known (`known_ids`)
         self.quality = WindowTracker(settings.quality_window_seconds, settings.quality_min_count, *known)
         if hasattr(source, "on_revoke"):
-            source.on_revoke = self.flush  # type: ignore[attr-defined]
+            source.on_revoke = self.flush
 
     # -- feeding -----------------------------------------------------------------------------------
     def feed(self, records: list[Record]) -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import ClassVar, final
 
 MAX_LINE_BYTES = 4096
 MAX_SLUG_LEN = 250
@@ -101,6 +101,7 @@ def to_time(text: str) -> datetime:
     return ts
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class WatchEvent:
     """A user watched one minute of a movie."""
@@ -116,6 +117,7 @@ class WatchEvent:
         return f"{_format_time(self.ts)},{self.user_id},{_WATCH_PREFIX}{self.movie_id}/{self.minute}.mpg"
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class RateEvent:
     """A user rated a movie 1..5."""
@@ -131,6 +133,7 @@ class RateEvent:
         return f"{_format_time(self.ts)},{self.user_id},{_RATE_PREFIX}{self.movie_id}={self.rating}"
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class RecommendationEvent:
     """A recommendation request the simulator made to a server, with the answer it got."""
@@ -155,6 +158,7 @@ class RecommendationEvent:
 Event = WatchEvent | RateEvent | RecommendationEvent
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """A line that is not a valid event: `reason` is one of `REASONS`, `raw` the line as text."""

@@ -38,9 +38,10 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import numpy as np
 from scipy.special import rel_entr
@@ -77,13 +78,22 @@ def bin_of(edges: tuple[int, ...], value: float) -> int:
     return edges[max(0, bisect.bisect_right(edges, value) - 1)]
 
 
-def binned(edges: tuple[int, ...], values: list[float]) -> Counter:
+def binned(edges: tuple[int, ...], values: Sequence[float]) -> Counter:
     """Counts of `values` by the lower edge of their bin (`bin_of` for many values at once)."""
     if not values:
         return Counter()
     index = np.searchsorted(np.asarray(edges), np.asarray(values), side="right") - 1
     counts = np.bincount(np.maximum(index, 0), minlength=len(edges))
     return Counter({edge: int(n) for edge, n in zip(edges, counts, strict=True) if n})
+
+
+_Id = TypeVar("_Id", bound=Hashable)
+
+
+def _remember(known: set[_Id], new: set[_Id], max_known: int) -> None:
+    """Add `new` ids to `known` while it holds fewer than `max_known` (memory stays bounded)."""
+    room = max_known - len(known)
+    known.update(new if len(new) <= room else list(new)[:max(0, room)])
 
 
 @dataclass
@@ -204,11 +214,10 @@ class WindowTracker:
                 count = 0
             count += 1
             add_user(event.user_id)
-            kind = type(event)
-            if kind is WatchEvent:
+            if type(event) is WatchEvent:
                 add_movie(event.movie_id)
                 minutes(event.minute)
-            elif kind is RateEvent:
+            elif type(event) is RateEvent:
                 add_movie(event.movie_id)
                 ratings(event.rating)
             else:
@@ -249,9 +258,8 @@ class WindowTracker:
         new_movies = self._movies - self.known_movies
         window.unknown_user.update({"new": len(new_users), "known": len(self._users) - len(new_users)})
         window.unknown_movie.update({"new": len(new_movies), "known": len(self._movies) - len(new_movies)})
-        for known, new in ((self.known_users, new_users), (self.known_movies, new_movies)):
-            room = self.max_known - len(known)
-            known.update(new if len(new) <= room else list(new)[:max(0, room)])
+        _remember(self.known_users, new_users, self.max_known)
+        _remember(self.known_movies, new_movies, self.max_known)
         self.current, self._end = None, None
         self._reset()
         if self.reference is None and window.lines >= self.min_count:

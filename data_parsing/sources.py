@@ -16,8 +16,11 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:  # imported at run time only when a Kafka source opens
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 log = logging.getLogger("data_parsing.sources")
 
@@ -228,11 +231,11 @@ class KafkaSource:
             raise SourceUnavailable(f"a Kafka source looks like kafka://HOST:PORT/TOPIC, got {url!r}")
         return cls(parts.netloc, topic, group_id, start_timeout, session_timeout_ms)
 
-    def _assigned_cb(self, _consumer, partitions) -> None:
+    def _assigned_cb(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned = {p.partition for p in partitions}
         log.info({"event": "partitions_assigned", "partitions": sorted(self._assigned)})
 
-    def _revoked_cb(self, _consumer, partitions) -> None:
+    def _revoked_cb(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info({"event": "partitions_revoked", "partitions": [p.partition for p in partitions]})
         if self.on_revoke is not None:
             self.on_revoke()
@@ -248,7 +251,7 @@ class KafkaSource:
             int(p): int(v.get("consumer_lag", -1)) for p, v in parts.items() if int(p) >= 0 and v.get("fetch_state")
         }
 
-    def _on_error(self, err) -> None:
+    def _on_error(self, err: KafkaError) -> None:
         log.warning({"event": "kafka_error", "error": str(err), "fatal": err.fatal()})
 
     def poll(self, max_records: int, timeout: float) -> list[Record]:
@@ -260,7 +263,8 @@ class KafkaSource:
                     raise RuntimeError(f"Kafka consumer failed: {err}")
                 log.warning({"event": "kafka_message_error", "error": str(err)})
                 continue
-            out.append(Record(msg.partition(), msg.offset(), msg.value() or b""))
+            # a consumed message without an error always has its partition and offset
+            out.append(Record(cast(int, msg.partition()), cast(int, msg.offset()), msg.value() or b""))
         return out
 
     def commit(self, positions: dict[int, int]) -> None:

@@ -14,13 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, select, update
+from sqlalchemy import Connection, select, update
 
 from db_utils.model_versions import version_name
-from db_utils.models import Experiment, RecommendationServed
+from db_utils.models import EXPERIMENTS_TABLE, SERVED_TABLE
 from db_utils.queries import activity_of_users, latest_activity
-
-EXPERIMENTS: Table = Experiment.__table__  # type: ignore[assignment]
 
 ARMS = ("control", "treatment")
 DECISIONS = ("promoted", "aborted", "stopped")
@@ -82,7 +80,7 @@ def build_arms(control_id: int, treatment_id: int, share: float) -> list[dict[st
 
 
 def _columns() -> list[Any]:
-    t = EXPERIMENTS.c
+    t = EXPERIMENTS_TABLE.c
     return [t[name] for name in ExperimentRow.__dataclass_fields__]
 
 
@@ -95,18 +93,18 @@ def _row(mapping: Any) -> ExperimentRow:
 
 def running(conn: Connection) -> ExperimentRow | None:
     """The running experiment, or None (one row through the partial unique index)."""
-    row = conn.execute(select(*_columns()).where(EXPERIMENTS.c.status == "running")).mappings().first()
+    row = conn.execute(select(*_columns()).where(EXPERIMENTS_TABLE.c.status == "running")).mappings().first()
     return None if row is None else _row(row)
 
 
 def by_name(conn: Connection, name: str) -> ExperimentRow | None:
-    row = conn.execute(select(*_columns()).where(EXPERIMENTS.c.name == name)).mappings().first()
+    row = conn.execute(select(*_columns()).where(EXPERIMENTS_TABLE.c.name == name)).mappings().first()
     return None if row is None else _row(row)
 
 
 def latest(conn: Connection) -> ExperimentRow | None:
     """The newest experiment, running or not."""
-    t = EXPERIMENTS.c
+    t = EXPERIMENTS_TABLE.c
     row = conn.execute(select(*_columns()).order_by(t.id.desc()).limit(1)).mappings().first()
     return None if row is None else _row(row)
 
@@ -120,7 +118,7 @@ def start(conn: Connection, *, name: str, control_version_id: int, arms: list[di
         raise ValueError(f"experiment {current.name!r} is running; stop it first (python -m training experiment stop).")
     if by_name(conn, name) is not None:
         raise ValueError(f"an experiment named {name!r} exists already; choose another --name.")
-    conn.execute(EXPERIMENTS.insert().values(
+    conn.execute(EXPERIMENTS_TABLE.insert().values(
         name=name, status="running", control_version_id=control_version_id, arms=json.dumps(arms),
         is_canary=is_canary, min_users=min_users, max_days=max_days, started_at=now))
     found = by_name(conn, name)
@@ -132,7 +130,7 @@ def stop(conn: Connection, experiment_id: int, *, decision: str, reason: str, no
     """Mark a running experiment stopped with its decision (promoted, aborted, stopped) and reason."""
     if decision not in DECISIONS:
         raise ValueError(f"an experiment ends as one of {DECISIONS}, not {decision!r}.")
-    t = EXPERIMENTS
+    t = EXPERIMENTS_TABLE
     conn.execute(update(t).where((t.c.id == experiment_id) & (t.c.status == "running"))
                  .values(status="stopped", stopped_at=now, decision=decision, reason=reason))
 
@@ -142,7 +140,7 @@ def activity(conn: Connection, since: datetime, until: datetime | None = None
     """What a report needs from the store: the lists served in [since, until) (user_id, ts, status,
     latency_ms, movie_ids), the watched rows (with max_minute) and ratings of their users, and the store's
     latest activity (the report's "now", as `evaluation online` judges pending lists)."""
-    s = RecommendationServed.__table__.c
+    s = SERVED_TABLE.c
     stmt = select(s.user_id, s.ts, s.status, s.latency_ms, s.movie_ids).where(s.ts >= since).order_by(s.ts, s.user_id)
     if until is not None:
         stmt = stmt.where(s.ts < until)

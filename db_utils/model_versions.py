@@ -13,13 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, select, union_all, update
+from sqlalchemy import Connection, func, select, union_all, update
 
-from db_utils.models import ModelEvent, ModelVersion, Rating, RecommendationServed, Watched
+from db_utils.models import EVENTS_TABLE, RATINGS_TABLE, SERVED_TABLE, VERSIONS_TABLE, WATCHED_TABLE
 
 _JSON_FIELDS = ("rank_config", "collab_config", "watermark", "metrics")
-VERSIONS: Table = ModelVersion.__table__  # type: ignore[assignment]
-EVENTS: Table = ModelEvent.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -77,14 +75,14 @@ def _row(mapping: Any) -> VersionRow:
 
 
 def _columns() -> list[Any]:
-    return [VERSIONS.c[name] for name in VersionRow.__dataclass_fields__]
+    return [VERSIONS_TABLE.c[name] for name in VersionRow.__dataclass_fields__]
 
 
 def create_version(conn: Connection, *, content_collection: str, rank_config: dict[str, Any],
                    collab_config: dict[str, Any], code_revision: str, model_fingerprint: str,
                    now: datetime) -> int:
     """Insert a new `candidate` version and return its id (its collections are named from the id)."""
-    result = conn.execute(VERSIONS.insert().values(
+    result = conn.execute(VERSIONS_TABLE.insert().values(
         status="candidate", created_at=now, content_collection=content_collection, collab_collection=None,
         rank_config=json.dumps(rank_config, sort_keys=True), collab_config=json.dumps(collab_config, sort_keys=True),
         code_revision=code_revision, model_fingerprint=model_fingerprint, collections_dropped=False))
@@ -98,23 +96,23 @@ def update_version(conn: Connection, version_id: int, **values: Any) -> None:
     for key in _JSON_FIELDS:
         if key in values and values[key] is not None:
             values[key] = json.dumps(values[key], sort_keys=True, default=str)
-    conn.execute(update(VERSIONS).where(VERSIONS.c.id == version_id).values(**values))
+    conn.execute(update(VERSIONS_TABLE).where(VERSIONS_TABLE.c.id == version_id).values(**values))
 
 
 def get_version(conn: Connection, version_id: int) -> VersionRow | None:
-    row = conn.execute(select(*_columns()).where(VERSIONS.c.id == version_id)).mappings().first()
+    row = conn.execute(select(*_columns()).where(VERSIONS_TABLE.c.id == version_id)).mappings().first()
     return None if row is None else _row(row)
 
 
 def list_versions(conn: Connection) -> list[VersionRow]:
     """Every version, newest first."""
-    rows = conn.execute(select(*_columns()).order_by(VERSIONS.c.id.desc())).mappings()
+    rows = conn.execute(select(*_columns()).order_by(VERSIONS_TABLE.c.id.desc())).mappings()
     return [_row(r) for r in rows]
 
 
 def active_version(conn: Connection) -> VersionRow | None:
     """The active version, or None before the first promotion (one row through the unique index)."""
-    stmt = select(*_columns()).where(VERSIONS.c.status == "active")
+    stmt = select(*_columns()).where(VERSIONS_TABLE.c.status == "active")
     row = conn.execute(stmt).mappings().first()
     return None if row is None else _row(row)
 
@@ -122,20 +120,20 @@ def active_version(conn: Connection) -> VersionRow | None:
 def activate(conn: Connection, version_id: int, *, event: str, reason: str, now: datetime) -> int | None:
     """Make `version_id` the active version in the caller's transaction: the active one (if another) is
     retired first, so the unique index never sees two. Returns the id of the version it replaced."""
-    t = VERSIONS
+    t = VERSIONS_TABLE
     previous = conn.execute(select(t.c.id).where(t.c.status == "active")).scalar()
     if previous == version_id:
         return None
     if previous is not None:
         conn.execute(update(t).where(t.c.id == previous).values(status="retired"))
     conn.execute(update(t).where(t.c.id == version_id).values(status="active", activated_at=now, reason=reason))
-    conn.execute(EVENTS.insert().values(version_id=version_id, event=event, at=now, reason=reason))
+    conn.execute(EVENTS_TABLE.insert().values(version_id=version_id, event=event, at=now, reason=reason))
     return previous
 
 
 def activations(conn: Connection) -> list[dict[str, Any]]:
     """Every activation (promote, rollback), oldest first: version_id, event, at, reason."""
-    e = EVENTS.c
+    e = EVENTS_TABLE.c
     return [dict(r) for r in conn.execute(select(e.version_id, e.event, e.at, e.reason).order_by(e.at, e.id))
             .mappings()]
 
@@ -144,12 +142,12 @@ def interaction_events(conn: Connection) -> list[tuple[int, str, datetime, datet
     """Every (user, movie) the store holds as (user_id, movie_id, first time, last time, rating or None,
     watched): a watched row's first and last minute, a rating's time when the movie was only rated. The
     training role's snapshot for its temporal split, its fit and the gate."""
-    w, r = Watched.__table__.c, Rating.__table__.c
+    w, r = WATCHED_TABLE.c, RATINGS_TABLE.c
     watched = (select(w.user_id, w.movie_id, w.first_ts, w.last_ts, r.rating)
-               .select_from(Watched.__table__.outerjoin(Rating.__table__, (r.user_id == w.user_id)
+               .select_from(WATCHED_TABLE.outerjoin(RATINGS_TABLE, (r.user_id == w.user_id)
                                                         & (r.movie_id == w.movie_id))))
     rated = (select(r.user_id, r.movie_id, r.ts, r.ts, r.rating)
-             .select_from(Rating.__table__.outerjoin(Watched.__table__, (r.user_id == w.user_id)
+             .select_from(RATINGS_TABLE.outerjoin(WATCHED_TABLE, (r.user_id == w.user_id)
                                                      & (r.movie_id == w.movie_id)))
              .where(w.user_id.is_(None)))
     out: list[tuple[int, str, datetime, datetime, int | None, bool]] = []
@@ -162,10 +160,10 @@ def interaction_events(conn: Connection) -> list[tuple[int, str, datetime, datet
 
 def store_watermark(conn: Connection) -> dict[str, Any]:
     """The store's extent right now: the newest event time and the row counts of the event tables."""
-    w, r = Watched.__table__.c, Rating.__table__.c
+    w, r = WATCHED_TABLE.c, RATINGS_TABLE.c
     latest = conn.execute(select(func.max(union_all(select(func.max(w.last_ts)), select(func.max(r.ts)))
                                           .subquery().c[0]))).scalar()
     counts = {name: int(conn.execute(select(func.count()).select_from(table)).scalar_one())
-              for name, table in (("watched", Watched.__table__), ("ratings", Rating.__table__),
-                                  ("recommendations_served", RecommendationServed.__table__))}
+              for name, table in (("watched", WATCHED_TABLE), ("ratings", RATINGS_TABLE),
+                                  ("recommendations_served", SERVED_TABLE))}
     return {"latest_event": latest.isoformat() if isinstance(latest, datetime) else latest, "rows": counts}

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     SmallInteger,
     String,
+    Table,
     Text,
     text,
 )
@@ -224,3 +225,16 @@ class Experiment(Base):
               sqlite_where=text("status = 'running'"), postgresql_where=text("status = 'running'"),
               mssql_where=text("status = 'running'")),
     )
+
+
+# Typed table handles: SQLAlchemy types `Model.__table__` as a FromClause, though a declarative model's is
+# always a Table; declared once here so every query module sees `.insert()`, `.name` and `.c[...]` typed.
+MOVIES_TABLE: Table = Movie.__table__  # type: ignore[assignment]
+USERS_TABLE: Table = User.__table__  # type: ignore[assignment]
+WATCHED_TABLE: Table = Watched.__table__  # type: ignore[assignment]
+RATINGS_TABLE: Table = Rating.__table__  # type: ignore[assignment]
+SERVED_TABLE: Table = RecommendationServed.__table__  # type: ignore[assignment]
+REJECTED_TABLE: Table = RejectedLine.__table__  # type: ignore[assignment]
+VERSIONS_TABLE: Table = ModelVersion.__table__  # type: ignore[assignment]
+EVENTS_TABLE: Table = ModelEvent.__table__  # type: ignore[assignment]
+EXPERIMENTS_TABLE: Table = Experiment.__table__  # type: ignore[assignment]

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 from sqlalchemy import (
     Connection,
@@ -33,16 +33,17 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.engine.default import DefaultDialect
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from db_utils.models import (
+    MOVIES_TABLE,
+    RATINGS_TABLE,
     RAW_LINE_CAP,
-    Movie,
-    Rating,
-    RecommendationServed,
-    RejectedLine,
-    User,
-    Watched,
+    REJECTED_TABLE,
+    SERVED_TABLE,
+    USERS_TABLE,
+    WATCHED_TABLE,
 )
 
 # ---------------------------------------------------------------------------------------------- row types
@@ -115,14 +116,14 @@ class UpsertSpec:
     newer: tuple[str, str] | None = None
 
 
-USERS = UpsertSpec(User.__table__, ("id",), {
+USERS = UpsertSpec(USERS_TABLE, ("id",), {
     "first_seen": "min", "last_seen": "max", "age": "coalesce", "occupation": "coalesce", "gender": "coalesce",
 })
-WATCHED = UpsertSpec(Watched.__table__, ("user_id", "movie_id"),
+WATCHED = UpsertSpec(WATCHED_TABLE, ("user_id", "movie_id"),
                      {"max_minute": "max", "first_ts": "min", "last_ts": "max"})
-RATINGS = UpsertSpec(Rating.__table__, ("user_id", "movie_id"), {"rating": "replace", "ts": "replace"},
+RATINGS = UpsertSpec(RATINGS_TABLE, ("user_id", "movie_id"), {"rating": "replace", "ts": "replace"},
                      newer=("ts", "rating"))
-SERVED = UpsertSpec(RecommendationServed.__table__, ("user_id", "ts"), {
+SERVED = UpsertSpec(SERVED_TABLE, ("user_id", "ts"), {
     "server": "keep", "status": "keep", "latency_ms": "keep", "movie_ids": "keep",
 })
 MOVIE_FIELDS = ("title", "year", "genres", "overview", "tagline", "keywords", "popularity", "vote_average",
@@ -212,7 +213,7 @@ def _sql_merge(dialect: str, rule: Merge, old: ColumnElement, new: ColumnElement
     return func.greatest(a, b) if rule == "max" else func.least(a, b)
 
 
-def _on_conflict_statement(dialect: str, spec: UpsertSpec, columns: Sequence[str]):
+def _on_conflict_statement(dialect: str, spec: UpsertSpec, columns: Sequence[str]) -> sqlite.Insert | postgresql.Insert:
     insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
     stmt = insert(spec.table)
     excluded = stmt.excluded
@@ -288,7 +289,8 @@ def _raw_upsert_plan(dialect: Dialect, spec: UpsertSpec, columns: Sequence[str])
     plan = _raw_upserts.get(key)
     if plan is not None:
         return plan
-    positional = dialect if dialect.positional else type(dialect)(paramstyle="format")
+    # every concrete dialect is a DefaultDialect, which takes the paramstyle
+    positional = dialect if dialect.positional else cast("type[DefaultDialect]", type(dialect))(paramstyle="format")
     compiled = _on_conflict_statement(dialect.name, spec, columns).compile(dialect=positional, column_keys=columns)
     order = list(compiled.positiontup or ())
     if sorted(order) != sorted(columns):
@@ -308,7 +310,7 @@ def _raw_upsert_plan(dialect: Dialect, spec: UpsertSpec, columns: Sequence[str])
     return plan
 
 
-def _execute_upsert(conn: Connection, spec: UpsertSpec, rows: list[dict]) -> int:
+def _execute_upsert(conn: Connection, spec: UpsertSpec, rows: Sequence[Mapping[str, Any]]) -> int:
     if not rows:
         return 0
     columns = list(rows[0].keys())
@@ -325,7 +327,7 @@ def _execute_upsert(conn: Connection, spec: UpsertSpec, rows: list[dict]) -> int
     return len(rows)
 
 
-def _normalise(rows: Iterable[dict], columns: Sequence[str]) -> list[dict]:
+def _normalise(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
     """Give every row exactly ``columns`` (missing ones as None) so executemany sees one shape."""
     return [{c: row.get(c) for c in columns} for row in rows]
 
@@ -340,7 +342,7 @@ def upsert_users(conn: Connection, rows: Iterable[UserRow]) -> int:
     return _execute_upsert(conn, USERS, aggregate(USERS, _normalise(rows, columns)))
 
 
-def _users_seen(rows: Iterable[dict], ts_column: str = "ts") -> list[dict]:
+def _users_seen(rows: Iterable[Mapping[str, Any]], ts_column: str = "ts") -> list[UserRow]:
     return [{"id": r["user_id"], "first_seen": r[ts_column], "last_seen": r[ts_column], "age": None,
              "occupation": None, "gender": None} for r in rows]
 
@@ -348,7 +350,7 @@ def _users_seen(rows: Iterable[dict], ts_column: str = "ts") -> list[dict]:
 def ensure_movies(conn: Connection, ids: Iterable[str]) -> int:
     """Register movie ids that are not in the catalog yet (title NULL: awaiting metadata). Existing rows
     are left alone."""
-    spec = UpsertSpec(Movie.__table__, ("id",), {})
+    spec = UpsertSpec(MOVIES_TABLE, ("id",), {})
     rows = [{"id": i} for i in dict.fromkeys(ids)]
     return _execute_upsert(conn, spec, rows)
 
@@ -360,7 +362,7 @@ def upsert_movies(conn: Connection, rows: Iterable[dict]) -> int:
     if not rows:
         return 0
     present = [f for f in MOVIE_FIELDS if any(f in r for r in rows)]
-    spec = UpsertSpec(Movie.__table__, ("id",), dict.fromkeys(present, "replace"))
+    spec = UpsertSpec(MOVIES_TABLE, ("id",), dict.fromkeys(present, "replace"))
     batch = aggregate(spec, _normalise(rows, ("id", *present)))
     return _execute_upsert(conn, spec, batch)
 
@@ -404,7 +406,7 @@ def upsert_served(conn: Connection, rows: Iterable[ServedRow]) -> int:
 
 def insert_rejected(conn: Connection, rows: Iterable[RejectedRow]) -> int:
     """Store rejected lines with their reason; raw text is capped at RAW_LINE_CAP characters."""
-    table = RejectedLine.__table__
+    table = REJECTED_TABLE
     batch = [{"source": r["source"][:255], "source_offset": r["offset"], "raw": r["raw"][:RAW_LINE_CAP],
               "reason": r["reason"][:64], "ts": r["ts"]} for r in rows]
     if batch:
@@ -419,11 +421,11 @@ def insert_rejected(conn: Connection, rows: Iterable[RejectedRow]) -> int:
 def _user_history_statement() -> Any:
     """The history query, built once with bound parameters: building the statement per call cost the
     service about 0.6 ms a request (the SQL itself runs in about 0.03 ms on SQLite)."""
-    w, r = Watched.__table__.c, Rating.__table__.c
-    user_id = bindparam("user_id")
+    w, r = WATCHED_TABLE.c, RATINGS_TABLE.c
+    user_id: BindParameter[Any] = bindparam("user_id")
     watched = (select(w.movie_id.label("movie_id"), w.last_ts.label("ts"), r.rating.label("rating"))
-               .select_from(Watched.__table__.outerjoin(
-                   Rating.__table__, and_(r.user_id == w.user_id, r.movie_id == w.movie_id)))
+               .select_from(WATCHED_TABLE.outerjoin(
+                   RATINGS_TABLE, and_(r.user_id == w.user_id, r.movie_id == w.movie_id)))
                .where(w.user_id == user_id))
     rated_only = (select(r.movie_id, r.ts, r.rating)
                   .where(r.user_id == user_id)
@@ -467,7 +469,7 @@ def user_history_dbapi(cursor: Any, dialect: Dialect, user_id: int, limit: int =
 def popular_movies(conn: Connection, limit: int = 100, since: datetime | None = None) -> list[tuple[str, int]]:
     """Movies by the number of distinct users who watched them (since ``since`` when given), most first;
     ties by id so the list is stable."""
-    w = Watched.__table__.c
+    w = WATCHED_TABLE.c
     viewers = func.count().label("viewers")
     stmt = select(w.movie_id, viewers).group_by(w.movie_id)
     if since is not None:
@@ -478,8 +480,8 @@ def popular_movies(conn: Connection, limit: int = 100, since: datetime | None = 
 
 def count_rows(conn: Connection, table: str) -> int:
     """Rows in one of the store's tables (for progress lines, health checks and tests)."""
-    known = {t.name: t for t in (Movie.__table__, User.__table__, Watched.__table__, Rating.__table__,
-                                 RecommendationServed.__table__, RejectedLine.__table__)}
+    known = {t.name: t for t in (MOVIES_TABLE, USERS_TABLE, WATCHED_TABLE, RATINGS_TABLE,
+                                 SERVED_TABLE, REJECTED_TABLE)}
     if table not in known:
         raise ValueError(f"unknown table {table!r}")
     return int(conn.execute(select(func.count()).select_from(known[table])).scalar_one())
@@ -529,7 +531,7 @@ def upsert_stream_batch(
 def prune_rejected(conn: Connection, keep: int) -> int:
     """Delete all but the newest ``keep`` rejected lines (by id), so the audit table stays bounded in size
     whatever the stream sends. Returns the number of rows deleted."""
-    table = RejectedLine.__table__
+    table = REJECTED_TABLE
     cutoff = conn.execute(select(table.c.id).order_by(table.c.id.desc()).offset(keep).limit(1)).scalar()
     if cutoff is None:
         return 0
@@ -539,7 +541,7 @@ def prune_rejected(conn: Connection, keep: int) -> int:
 def known_stream_ids(conn: Connection, limit: int) -> tuple[list[int], list[str]]:
     """Up to ``limit`` user ids and movie ids the store knows (the parser's drift statistics start from them,
     so that a restart does not count every returning user as new)."""
-    u, m = User.__table__.c, Movie.__table__.c
+    u, m = USERS_TABLE.c, MOVIES_TABLE.c
     users = list(conn.execute(select(u.id).limit(limit)).scalars())
     movies = list(conn.execute(select(m.id).limit(limit)).scalars())
     return users, movies
@@ -550,8 +552,8 @@ def stream_quality_rows(conn: Connection, since: datetime) -> dict[str, list[tup
     (user, movie, max_minute, last_ts), ratings (user, movie, rating, ts), served requests (user, ts, status,
     latency_ms), stored rejects (reason, ts), and the first appearance of users and of movies at or after
     ``since`` (id, time)."""
-    w, r, s = Watched.__table__.c, Rating.__table__.c, RecommendationServed.__table__.c
-    rej, u = RejectedLine.__table__.c, User.__table__.c
+    w, r, s = WATCHED_TABLE.c, RATINGS_TABLE.c, SERVED_TABLE.c
+    rej, u = REJECTED_TABLE.c, USERS_TABLE.c
     both = union_all(select(w.movie_id.label("movie_id"), w.first_ts.label("ts")),
                      select(r.movie_id, r.ts)).subquery()
     first_ts = func.min(both.c.ts)
@@ -574,7 +576,7 @@ def movies_to_embed(conn: Connection) -> list[dict[str, Any]]:
     """Movies whose vector is missing or stale: never embedded (``embedded_hash`` NULL, which includes
     movies the parser registered without a title), or whose catalog text changed since
     (``content_hash`` set and different from ``embedded_hash``). Rows carry the fields the text needs."""
-    m = Movie.__table__.c
+    m = MOVIES_TABLE.c
     stmt = (select(*(m[f] for f in EMBED_FIELDS))
             .where(or_(m.embedded_hash.is_(None),
                        and_(m.content_hash.is_not(None), m.content_hash != m.embedded_hash)))
@@ -587,7 +589,7 @@ def mark_embedded(conn: Connection, rows: Iterable[tuple[str, str | None]]) -> i
     or None to say the vector is gone and must be rebuilt. Returns the number of pairs applied."""
     batch = [{"movie_id": movie_id, "hash": digest} for movie_id, digest in rows]
     if batch:
-        table = Movie.__table__
+        table = MOVIES_TABLE
         stmt = (table.update().where(table.c.id == bindparam("movie_id"))
                 .values(embedded_hash=bindparam("hash")))
         conn.execute(stmt, batch)
@@ -596,13 +598,13 @@ def mark_embedded(conn: Connection, rows: Iterable[tuple[str, str | None]]) -> i
 
 def movie_embedded_hashes(conn: Connection) -> dict[str, str | None]:
     """Every movie id with its ``embedded_hash`` (None when it has no vector yet)."""
-    m = Movie.__table__.c
+    m = MOVIES_TABLE.c
     return {movie_id: digest for movie_id, digest in conn.execute(select(m.id, m.embedded_hash))}
 
 
 def untitled_movie_ids(conn: Connection) -> list[str]:
     """Ids of movies registered from the stream that still lack catalog metadata (title NULL)."""
-    m = Movie.__table__.c
+    m = MOVIES_TABLE.c
     return list(conn.execute(select(m.id).where(m.title.is_(None)).order_by(m.id)).scalars())
 
 
@@ -612,7 +614,7 @@ def untitled_movie_ids(conn: Connection) -> list[str]:
 def interaction_pairs(conn: Connection) -> list[tuple[int, str]]:
     """Every distinct (user id, movie id) the user watched or rated: the user-item matrix of the
     collaborative item vectors and of the offline baselines. Sorted, so builds are deterministic."""
-    w, r = Watched.__table__.c, Rating.__table__.c
+    w, r = WATCHED_TABLE.c, RATINGS_TABLE.c
     both = union_all(select(w.user_id, w.movie_id), select(r.user_id, r.movie_id)).subquery()
     stmt = select(both.c.user_id, both.c.movie_id).distinct().order_by(both.c.user_id, both.c.movie_id)
     return [(int(u), str(m)) for u, m in conn.execute(stmt)]
@@ -622,7 +624,7 @@ def served_recommendations(conn: Connection, since: datetime | None = None,
                            until: datetime | None = None) -> list[dict[str, Any]]:
     """Served recommendation lists with ``since <= ts < until`` (either bound optional), oldest first:
     dicts with user_id, ts, status and movie_ids (a list)."""
-    s = RecommendationServed.__table__.c
+    s = SERVED_TABLE.c
     stmt = select(s.user_id, s.ts, s.status, s.movie_ids).order_by(s.ts, s.user_id)
     if since is not None:
         stmt = stmt.where(s.ts >= since)
@@ -639,7 +641,7 @@ def activity_of_users(conn: Connection, user_ids: Iterable[int]) -> tuple[list[d
     """Watched rows (user_id, movie_id, first_ts, last_ts, max_minute) and ratings (user_id, movie_id,
     rating, ts) of the given users, read in chunks of ids so the parameter count stays bounded on every
     dialect."""
-    w, r = Watched.__table__.c, Rating.__table__.c
+    w, r = WATCHED_TABLE.c, RATINGS_TABLE.c
     ids = sorted(set(user_ids))
     watched: list[dict[str, Any]] = []
     ratings: list[dict[str, Any]] = []
@@ -655,7 +657,7 @@ def activity_of_users(conn: Connection, user_ids: Iterable[int]) -> tuple[list[d
 def latest_activity(conn: Connection) -> datetime | None:
     """The time of the newest watch, rating or served list in the store (the evaluation's "now", so a
     replayed historical stream is judged on its own clock); None for an empty store."""
-    w, r, s = Watched.__table__.c, Rating.__table__.c, RecommendationServed.__table__.c
+    w, r, s = WATCHED_TABLE.c, RATINGS_TABLE.c, SERVED_TABLE.c
     values = [conn.execute(select(func.max(col))).scalar_one() for col in (w.last_ts, r.ts, s.ts)]
     present = [v for v in values if v is not None]
     return max(present) if present else None
