@@ -4,7 +4,12 @@
 * random: unseen movies drawn uniformly from the store's movies with a seeded generator;
 * item-kNN: classic item-based collaborative filtering (Sarwar et al.): cosine similarity of the movies'
   columns in the binary user-item matrix, each movie keeping its ``k`` most similar ones; a user's score
-  of a movie is the sum of its similarities to every movie in the user's whole history.
+  of a movie is the sum of its similarities to every movie in the user's whole history;
+* EASE (Steck 2019): the closed-form item-item weights B = I - P / diag(P), P = (X^T X + lam I)^-1; a
+  user's scores are their row of X times B (lambda chosen on the validation split,
+  benchmarks/quality_study.py); optionally divided by (viewers + 1) ** popularity_damping;
+* ALS: implicit-feedback matrix factorisation by the ``implicit`` package (CPU, seeded, fixed threads);
+  a user's scores are their factors times the item factors.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from embeddings.collaborative import Interactions
+from embeddings.collaborative import Interactions, als_factors, ease_weights
 
 
 def _top_unseen(scores: np.ndarray, seen: np.ndarray, n: int) -> np.ndarray:
@@ -102,3 +107,58 @@ def item_knn(data: Interactions, users: Sequence[int], n: int = 20, k: int = 20)
         scores[scores <= 0] = -np.inf  # no similarity at all: not a candidate
         out[user] = [data.movies[j] for j in _top_unseen(scores, row.indices, n)]
     return out
+
+
+EASE_LAMBDA = 200.0
+"""EASE's lambda by the validation grid of benchmarks/quality_study.py (docs/evaluation.md)."""
+EASE_GRID: tuple[float, ...] = (50.0, 100.0, 200.0, 400.0, 800.0)
+"""The lambdas that grid tries."""
+
+
+def _lists_from_scores(data: Interactions, users: Sequence[int], score_rows: np.ndarray, row_of: dict[int, int],
+                       n: int) -> dict[int, list[str]]:
+    """Top-n unseen movies per user from a (matrix rows x movies) score array; unknown users get []."""
+    matrix = data.matrix.tocsr()
+    out: dict[int, list[str]] = {}
+    for user in users:
+        if user not in row_of:
+            out[user] = []
+            continue
+        i = row_of[user]
+        out[user] = [data.movies[j] for j in _top_unseen(score_rows[i], matrix[i].indices, n)]
+    return out
+
+
+def ease(data: Interactions, users: Sequence[int], n: int = 20, lam: float = EASE_LAMBDA,
+         popularity_damping: float = 0.0) -> dict[int, list[str]]:
+    """EASE recommendations: score = user row x B (B from ``ease_weights``), seen movies removed; with
+    ``popularity_damping`` > 0 each score is divided by (viewers + 1) ** popularity_damping."""
+    matrix = data.matrix.tocsr()
+    row_of = {u: i for i, u in enumerate(data.users)}
+    rows = sorted({row_of[u] for u in users if u in row_of})
+    scores = np.zeros((matrix.shape[0], matrix.shape[1]))
+    if rows:
+        scores[rows] = matrix[rows] @ ease_weights(matrix, lam)
+    if popularity_damping:
+        viewers = np.asarray(matrix.sum(axis=0)).ravel()
+        scores = scores / (viewers + 1.0) ** popularity_damping
+    return _lists_from_scores(data, users, scores, row_of, n)
+
+
+ALS_REGULARIZATION = 0.05
+"""ALS's L2 weight by the validation grid (docs/evaluation.md)."""
+ALS_ITERATIONS = 15
+"""ALS sweeps by the validation grid (docs/evaluation.md)."""
+
+
+def als(data: Interactions, users: Sequence[int], n: int = 20, factors: int = 128,
+        regularization: float = ALS_REGULARIZATION, iterations: int = ALS_ITERATIONS, alpha: float = 1.0,
+        seed: int = 0, threads: int = 1) -> dict[int, list[str]]:
+    """ALS recommendations (``implicit``, CPU, ``threads`` threads, seeded so a rerun gives the same
+    lists): score = user factors x item factors, seen movies removed."""
+    matrix = data.matrix.tocsr()
+    row_of = {u: i for i, u in enumerate(data.users)}
+    if matrix.shape[0] == 0 or matrix.shape[1] == 0:
+        return {u: [] for u in users}
+    user_factors, item_factors = als_factors(matrix, factors, regularization, iterations, alpha, seed, threads)
+    return _lists_from_scores(data, users, user_factors @ item_factors.T, row_of, n)
