@@ -45,7 +45,7 @@ from inference.diversity import mmr
 COVERAGE_TARGET = 0.30
 POOL = 50  # candidates `rank` returns for the MMR re-rank (its first 20 are exactly rank's 20)
 
-COLLAB_VARIANTS: dict[str, CollabConfig] = {
+COLLAB_VARIANTS: dict[str, CollabConfig] = {  # "svd64" is what the job builds today
     "svd64": CollabConfig(),
     "als64": CollabConfig(method="als", dim=64),
     "als128": CollabConfig(method="als", dim=128),
@@ -136,6 +136,7 @@ def fraction_stage(workdir: str, args: argparse.Namespace, fraction: float = 0.2
     the harness's `build_pipeline` (store, MiniLM and collaborative vectors)."""
     from data_parsing.parser import RateEvent, WatchEvent, parse
 
+    os.makedirs(workdir, exist_ok=True)
     catalog_path, events_path = _demo(args.cache_dir)
     if args.demo_users is not None:
         catalog_path, events_path = offline.slice_demo(catalog_path, events_path, os.path.join(workdir, "slice"),
@@ -187,15 +188,21 @@ class Service:
     """The service's recommendations on a stage for one collaborative variant (collection rebuilt by the
     real job, inputs read as the service reads them), ranked for any RankConfig and MMR weight."""
 
-    def __init__(self, stage: Stage, collab: CollabConfig):
+    def __init__(self, stage: Stage, name: str, settings: ServiceSettings | None = None):
         from db_utils.engine import create
         from embeddings.collab_job import build_collab
+        from embeddings.store import VectorStore
 
-        engine = create(stage.built.db_url)
-        build_collab(engine, stage.built.collab, collab)
-        engine.dispose()
-        self.inputs = offline.read_inputs(stage.built, stage.users, ServiceSettings.from_env({}))
-        ids, vectors = item_vectors(stage.data, collab)  # what the collection now holds, for MMR
+        collab = COLLAB_VARIANTS[name]
+        # a collection per variant (a collection keeps the dimension it was created with), built once
+        store = VectorStore(dataclasses.replace(stage.built.collab.settings, collection=f"movies_cf_{name}"))
+        if not store.count():
+            engine = create(stage.built.db_url)
+            build_collab(engine, store, collab)
+            engine.dispose()
+        built = dataclasses.replace(stage.built, collab=store)
+        self.inputs = offline.read_inputs(built, stage.users, settings or ServiceSettings.from_env({}))
+        ids, vectors = item_vectors(stage.data, collab)  # what the collection holds, for MMR
         self.row = {m: i for i, m in enumerate(ids)}
         self.vectors = np.vstack([vectors, np.zeros((1, vectors.shape[1]), dtype=np.float32)])
         self._pools: dict[RankConfig, dict[int, list[tuple[str, float]]]] = {}
@@ -313,7 +320,7 @@ def grid(stage: Stage, variants: Sequence[str], log: Callable[[str], None]) -> l
     results = []
     for name in variants:
         started = time.perf_counter()
-        service = Service(stage, COLLAB_VARIANTS[name])
+        service = Service(stage, name)
         for cw in CONTENT_WEIGHTS:
             for damping in DAMPINGS:
                 config = dataclasses.replace(RankConfig(), content_weight=cw, popularity_damping=damping)
@@ -343,7 +350,7 @@ def measure(stage: Stage, choices: Sequence[Choice], lam: float, reg: float, see
     services: dict[str, Service] = {}
     for choice in choices:
         if choice.collab not in services:
-            services[choice.collab] = Service(stage, COLLAB_VARIANTS[choice.collab])
+            services[choice.collab] = Service(stage, choice.collab)
         lists[choice.label()] = services[choice.collab].recommend(choice.rank, choice.mmr_weight)
     base = baseline_lists(stage, lam, reg, seed)
     rows = {name: evaluate(stage, recs) for name, recs in {**lists, **base}.items()}

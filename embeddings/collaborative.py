@@ -15,8 +15,9 @@ Methods (``CollabConfig.method``):
 * ``als``: the item factors of implicit-feedback ALS (Hu, Koren and Volinsky; the ``implicit`` package,
   CPU, seeded, a fixed thread count), each scaled to unit length;
 * ``ease``: a low-rank view of EASE (Steck 2019): the item Gram matrix's inverse P = (X^T X + lam I)^-1
-  gives B = I - P / diag(P); a movie's vector is its row of the rank-``dim`` SVD of B, scaled by
-  sqrt(s), so the cosine of two movies approximates how much each predicts the other.
+  gives EASE's weights B = I - P / diag(P); their symmetric part S_ij = -P_ij / sqrt(P_ii P_jj) (a
+  partial correlation of the two movies' columns) is approximated by its ``dim`` largest eigenpairs, a
+  movie's vector being its row of Q sqrt(lambda), so the dot product of two movies approximates S.
 """
 
 from __future__ import annotations
@@ -132,9 +133,8 @@ def als_factors(matrix: sp.csr_matrix, factors: int, regularization: float, iter
     return np.asarray(model.user_factors, dtype=np.float64), np.asarray(model.item_factors, dtype=np.float64)
 
 
-def ease_weights(matrix: sp.csr_matrix, lam: float) -> np.ndarray:
-    """EASE's dense item x item weights B = I - P / diag(P) with P = (X^T X + lam I)^-1, so diag(B) = 0
-    (Steck 2019, closed form). Memory is a few items x items float64 arrays."""
+def _ease_precision(matrix: sp.csr_matrix, lam: float) -> np.ndarray:
+    """P = (X^T X + lam I)^-1, dense float64 (items x items)."""
     if lam <= 0:
         raise ValueError(f"EASE's lambda must be positive, got {lam}.")
     import scipy.linalg
@@ -142,10 +142,40 @@ def ease_weights(matrix: sp.csr_matrix, lam: float) -> np.ndarray:
     x = matrix.tocsc().astype(np.float64)
     gram = (x.T @ x).toarray()
     gram[np.diag_indices_from(gram)] += lam
-    p = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
-    weights = p / (-np.diag(p))
+    return scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
+
+
+def ease_weights(matrix: sp.csr_matrix, lam: float) -> np.ndarray:
+    """EASE's dense item x item weights B = I - P / diag(P) with P = (X^T X + lam I)^-1, so diag(B) = 0
+    (Steck 2019, closed form). Memory is a few items x items float64 arrays."""
+    weights = _ease_precision(matrix, lam)
+    weights /= -np.diag(weights)
     weights[np.diag_indices_from(weights)] = 0.0
     return weights
+
+
+def ease_embedding(matrix: sp.csr_matrix, lam: float, dim: int, seed: int) -> np.ndarray:
+    """Item vectors whose dot products approximate EASE's symmetric weights S = -P_ij / sqrt(P_ii P_jj)
+    (off the diagonal; B_ij = S_ij * sqrt(P_ii / P_jj), so S is B without its per-movie scales): the
+    ``dim`` largest eigenpairs of S, rows of Q sqrt(lambda) (negative eigenvalues dropped)."""
+    from scipy.sparse.linalg import eigsh
+
+    p = _ease_precision(matrix, lam)
+    scale = 1.0 / np.sqrt(np.diag(p))
+    p *= -scale[:, None]
+    p *= scale[None, :]
+    p[np.diag_indices_from(p)] = 0.0
+    n = p.shape[0]
+    dim = max(1, min(dim, n - 1))
+    if dim >= n - 1 or n < 50:
+        values, vectors = np.linalg.eigh(p)
+        values, vectors = values[::-1][:dim], vectors[:, ::-1][:, :dim]
+    else:
+        v0 = np.random.default_rng(seed).uniform(-1.0, 1.0, size=n)
+        values, vectors = eigsh(p, k=dim, which="LA", v0=v0)
+        order = np.argsort(-values, kind="stable")
+        values, vectors = values[order], vectors[:, order]
+    return _fixed_signs(vectors) * np.sqrt(np.maximum(values, 0.0))
 
 
 def _fixed_signs(v: np.ndarray) -> np.ndarray:
@@ -163,9 +193,7 @@ def _raw_vectors(matrix: sp.csr_matrix, config: CollabConfig) -> np.ndarray:
                                config.seed, config.threads)
         return items
     if config.method == "ease":
-        weights = ease_weights(matrix, config.ease_lambda)
-        s, v = _truncated_svd(weights.T, dim, config.seed)  # rows of B: what a movie predicts
-        return _fixed_signs(v) * np.sqrt(np.maximum(s, 0.0))
+        return ease_embedding(matrix, config.ease_lambda, dim, config.seed)
     s, v = _truncated_svd(matrix.astype(np.float64), dim, config.seed)
     return _fixed_signs(v) * np.sqrt(np.maximum(s, 0.0))
 

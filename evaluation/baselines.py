@@ -111,7 +111,7 @@ def item_knn(data: Interactions, users: Sequence[int], n: int = 20, k: int = 20)
 
 EASE_LAMBDA = 200.0
 """EASE's lambda by the validation grid of benchmarks/quality_study.py (docs/evaluation.md)."""
-EASE_GRID: tuple[float, ...] = (50.0, 100.0, 200.0, 400.0, 800.0)
+EASE_GRID: tuple[float, ...] = (10.0, 20.0, 50.0, 100.0, 200.0, 400.0)
 """The lambdas that grid tries."""
 
 

@@ -90,6 +90,16 @@ class Split:
     excluded_users: tuple[int, ...]
 
 
+def _latest_times(rows: Iterable[Interaction]) -> dict[int, dict[str, Any]]:
+    """user -> movie -> the time of that user's latest event of the movie."""
+    latest: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        movies = latest.setdefault(row.user_id, {})
+        if row.movie_id not in movies or row.ts > movies[row.movie_id]:
+            movies[row.movie_id] = row.ts
+    return latest
+
+
 def leave_last_out(interactions: Iterable[Interaction], skip_last: int = 0) -> Split:
     """Hold out each user's last distinct movie: the one with the latest time (its latest event), ties
     broken by the larger movie id. Every event of that movie by that user is held out. Users with fewer
@@ -99,11 +109,7 @@ def leave_last_out(interactions: Iterable[Interaction], skip_last: int = 0) -> S
     out): with 1 the target is the second-to-last movie, a validation split for tuning that never sees
     the test target."""
     rows = list(interactions)
-    latest: dict[int, dict[str, Any]] = {}
-    for row in rows:
-        movies = latest.setdefault(row.user_id, {})
-        if row.movie_id not in movies or row.ts > movies[row.movie_id]:
-            movies[row.movie_id] = row.ts
+    latest = _latest_times(rows)
     held_out: dict[int, str] = {}
     dropped: set[tuple[int, str]] = set()
     excluded: list[int] = []
@@ -317,11 +323,7 @@ def last_fraction_out(interactions: Iterable[Interaction], fraction: float = 0.2
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must lie strictly between 0 and 1, got {fraction}.")
     rows = list(interactions)
-    latest: dict[int, dict[str, Any]] = {}
-    for row in rows:
-        movies = latest.setdefault(row.user_id, {})
-        if row.movie_id not in movies or row.ts > movies[row.movie_id]:
-            movies[row.movie_id] = row.ts
+    latest = _latest_times(rows)
     held_out: dict[int, tuple[str, ...]] = {}
     excluded: list[int] = []
     for user_id, movies in latest.items():
