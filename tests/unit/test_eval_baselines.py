@@ -57,3 +57,15 @@ def test_als_is_seeded_and_recommends_the_user_group() -> None:
 def test_als_rejects_a_zero_factor_model() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         baselines.als(interaction_matrix(PAIRS), [1], factors=0)
+
+
+def test_histories_probe_scores_users_from_the_given_movies_only() -> None:
+    data = interaction_matrix(PAIRS)
+    # user 1 watched a, b, c; probed as if known by "x" only: the x group comes first, a/b/c may appear
+    knn = baselines.item_knn(data, [1, 99], n=2, k=2, histories={1: ["x"], 99: ["y", "unknown"]})
+    assert knn[1] == ["y", "z"] and knn[99] == ["z", "x"]  # cos(y, z) = 1 > cos(y, x)
+    probed = baselines.ease(data, [1], n=3, lam=1.0, histories={1: ["x"]})
+    row = ease_weights(data.matrix, 1.0)[data.movies.index("x")]  # the scores of a user known by x alone
+    expected = [data.movies[j] for j in np.argsort(-row, kind="stable") if data.movies[j] != "x"][:3]
+    assert probed[1] == expected and "a" in expected  # a watched by user 1 yet not in the probe: eligible
+    assert baselines.ease(data, [1], n=2, lam=1.0, histories={1: []}) == {1: []}
