@@ -421,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", default=list(COLLAB_VARIANTS), choices=list(COLLAB_VARIANTS))
     parser.add_argument("--ease-grid", type=float, nargs="+", default=list(baselines.EASE_GRID))
     parser.add_argument("--choice", help="JSON of a previous run: reuse its validation pick and baselines' "
-                                         "parameters instead of tuning (with --splits test fraction)")
+                                         "parameters instead of tuning (val then re-scores it, no grid)")
     parser.add_argument("--drop-watched", action="store_true",
                         help="also score each service row with every held-in movie dropped from rank's 50 (the "
                              "service itself only skips the 50 history movies it reads)")
@@ -441,6 +441,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             best = Choice(saved["collab"], RankConfig(**{k: tuple(v) if isinstance(v, list) else v
                                                          for k, v in saved["rank"].items()}), saved["mmr_weight"])
             lam, reg = saved["ease_lambda"], saved["als_regularization"]
+            if "val" in args.splits:  # the saved pick re-scored on validation (no grid)
+                stage = leave_last_out_stage("validation (leave-last-out, skip_last=1)", 1,
+                                             os.path.join(tmp, "val"), args)
+                result["splits"]["validation"] = measure(stage, [best] if best == default else [best, default],
+                                                         lam, reg, args.seed, args.drop_watched)
         elif "val" in args.splits:
             stage = leave_last_out_stage("validation (leave-last-out, skip_last=1)", 1, os.path.join(tmp, "val"),
                                          args)
