@@ -4,17 +4,22 @@
 * random: unseen movies drawn uniformly from the store's movies with a seeded generator;
 * item-kNN: classic item-based collaborative filtering (Sarwar et al.): cosine similarity of the movies'
   columns in the binary user-item matrix, each movie keeping its ``k`` most similar ones; a user's score
-  of a movie is the sum of its similarities to every movie in the user's whole history.
+  of a movie is the sum of its similarities to every movie in the user's whole history;
+* EASE (Steck 2019): the closed-form item-item weights B = I - P / diag(P), P = (X^T X + lam I)^-1; a
+  user's scores are their row of X times B (lambda chosen on the validation split,
+  benchmarks/quality_study.py); optionally divided by (viewers + 1) ** popularity_damping;
+* ALS: implicit-feedback matrix factorisation by the ``implicit`` package (CPU, seeded, fixed threads);
+  a user's scores are their factors times the item factors.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
-from embeddings.collaborative import Interactions
+from embeddings.collaborative import Interactions, als_factors, ease_weights
 
 
 def _top_unseen(scores: np.ndarray, seen: np.ndarray, n: int) -> np.ndarray:
@@ -87,18 +92,81 @@ def item_similarity_topk(matrix: sp.csr_matrix, k: int, block: int = 1024) -> sp
                          shape=(n_items, n_items))
 
 
-def item_knn(data: Interactions, users: Sequence[int], n: int = 20, k: int = 20) -> dict[int, list[str]]:
-    """Item-kNN recommendations: score = user row x top-k cosine similarity matrix; seen movies removed."""
+def _query_rows(data: Interactions, users: Sequence[int],
+                histories: Mapping[int, Sequence[str]] | None) -> tuple[sp.csr_matrix, np.ndarray]:
+    """The binary rows the users are scored from, one per user in order, and a mask of the users that
+    have one. By default a user's row of ``data``; with ``histories`` the given movies instead (a
+    cold-start probe: the model is fitted on ``data``, the user is known by these movies only; movies
+    outside ``data`` are ignored)."""
     matrix = data.matrix.tocsr()
-    similarity = item_similarity_topk(matrix, k)
+    if histories is None:
+        row_of = {u: i for i, u in enumerate(data.users)}
+        known = np.array([u in row_of for u in users], dtype=bool)
+        picks = [row_of.get(u, 0) for u in users]
+        rows = matrix[picks] if picks else sp.csr_matrix((0, matrix.shape[1]))
+        return sp.csr_matrix(rows.multiply(known[:, None])), known
+    col_of = {m: j for j, m in enumerate(data.movies)}
+    coords = sorted({(i, col_of[m]) for i, u in enumerate(users) for m in histories.get(u, ()) if m in col_of})
+    r = np.array([i for i, _ in coords], dtype=np.int64)
+    c = np.array([j for _, j in coords], dtype=np.int64)
+    rows = sp.csr_matrix((np.ones(len(coords)), (r, c)), shape=(len(users), matrix.shape[1]))
+    return rows, np.diff(rows.indptr) > 0
+
+
+def _lists(data: Interactions, users: Sequence[int], scores: np.ndarray, rows: sp.csr_matrix, known: np.ndarray,
+           n: int) -> dict[int, list[str]]:
+    """Top-n movies per user from a (users x movies) score array, the user's query movies removed."""
+    return {user: [data.movies[j] for j in _top_unseen(scores[i], rows[i].indices, n)] if known[i] else []
+            for i, user in enumerate(users)}
+
+
+def item_knn(data: Interactions, users: Sequence[int], n: int = 20, k: int = 20,
+             histories: Mapping[int, Sequence[str]] | None = None) -> dict[int, list[str]]:
+    """Item-kNN recommendations: score = user row x top-k cosine similarity matrix; seen movies removed
+    (``histories``: see `_query_rows`)."""
+    rows, known = _query_rows(data, users, histories)
+    scores = np.asarray((rows @ item_similarity_topk(data.matrix.tocsr(), k)).todense())
+    scores[scores <= 0] = -np.inf  # no similarity at all: not a candidate
+    return _lists(data, users, scores, rows, known, n)
+
+
+EASE_LAMBDA = 50.0
+"""EASE's lambda by the validation grid of benchmarks/quality_study.py (docs/evaluation.md)."""
+EASE_GRID: tuple[float, ...] = (10.0, 20.0, 50.0, 100.0, 200.0, 400.0)
+"""The lambdas that grid tries."""
+
+
+def ease(data: Interactions, users: Sequence[int], n: int = 20, lam: float = EASE_LAMBDA,
+         popularity_damping: float = 0.0, histories: Mapping[int, Sequence[str]] | None = None
+         ) -> dict[int, list[str]]:
+    """EASE recommendations: score = user row x B (B from ``ease_weights``), seen movies removed; with
+    ``popularity_damping`` > 0 each score is divided by (viewers + 1) ** popularity_damping
+    (``histories``: see `_query_rows`)."""
+    matrix = data.matrix.tocsr()
+    rows, known = _query_rows(data, users, histories)
+    scores = np.asarray(rows @ ease_weights(matrix, lam)) if known.any() else np.zeros((len(users), matrix.shape[1]))
+    if popularity_damping:
+        viewers = np.asarray(matrix.sum(axis=0)).ravel()
+        scores = scores / (viewers + 1.0) ** popularity_damping
+    return _lists(data, users, scores, rows, known, n)
+
+
+ALS_REGULARIZATION = 0.2
+"""ALS's L2 weight by the validation grid (docs/evaluation.md)."""
+ALS_ITERATIONS = 15
+"""ALS sweeps by the validation grid (docs/evaluation.md)."""
+
+
+def als(data: Interactions, users: Sequence[int], n: int = 20, factors: int = 128,
+        regularization: float = ALS_REGULARIZATION, iterations: int = ALS_ITERATIONS, alpha: float = 1.0,
+        seed: int = 0, threads: int = 1) -> dict[int, list[str]]:
+    """ALS recommendations (``implicit``, CPU, ``threads`` threads, seeded so a rerun gives the same
+    lists): score = user factors x item factors, seen movies removed."""
+    matrix = data.matrix.tocsr()
+    if matrix.shape[0] == 0 or matrix.shape[1] == 0:
+        return {u: [] for u in users}
+    user_factors, item_factors = als_factors(matrix, factors, regularization, iterations, alpha, seed, threads)
     row_of = {u: i for i, u in enumerate(data.users)}
-    out: dict[int, list[str]] = {}
-    for user in users:
-        if user not in row_of:
-            out[user] = []
-            continue
-        row = matrix[row_of[user]]
-        scores = np.asarray((row @ similarity).todense()).ravel()
-        scores[scores <= 0] = -np.inf  # no similarity at all: not a candidate
-        out[user] = [data.movies[j] for j in _top_unseen(scores, row.indices, n)]
-    return out
+    rows, known = _query_rows(data, users, None)
+    scores = user_factors[[row_of.get(u, 0) for u in users]] @ item_factors.T
+    return _lists(data, users, scores, rows, known, n)

@@ -90,6 +90,16 @@ class Split:
     excluded_users: tuple[int, ...]
 
 
+def _latest_times(rows: Iterable[Interaction]) -> dict[int, dict[str, Any]]:
+    """user -> movie -> the time of that user's latest event of the movie."""
+    latest: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        movies = latest.setdefault(row.user_id, {})
+        if row.movie_id not in movies or row.ts > movies[row.movie_id]:
+            movies[row.movie_id] = row.ts
+    return latest
+
+
 def leave_last_out(interactions: Iterable[Interaction], skip_last: int = 0) -> Split:
     """Hold out each user's last distinct movie: the one with the latest time (its latest event), ties
     broken by the larger movie id. Every event of that movie by that user is held out. Users with fewer
@@ -99,11 +109,7 @@ def leave_last_out(interactions: Iterable[Interaction], skip_last: int = 0) -> S
     out): with 1 the target is the second-to-last movie, a validation split for tuning that never sees
     the test target."""
     rows = list(interactions)
-    latest: dict[int, dict[str, Any]] = {}
-    for row in rows:
-        movies = latest.setdefault(row.user_id, {})
-        if row.movie_id not in movies or row.ts > movies[row.movie_id]:
-            movies[row.movie_id] = row.ts
+    latest = _latest_times(rows)
     held_out: dict[int, str] = {}
     dropped: set[tuple[int, str]] = set()
     excluded: list[int] = []
@@ -193,3 +199,170 @@ def markdown_table(rows: Mapping[str, Mapping[str, Any]],
         lines.append(f"| {name} | " + " | ".join(cell(c, row.get(c, "")) for c in columns) + " |")
     return "\n".join(lines)
 
+
+
+# ------------------------------------------------------------------ uncertainty, paired test, cold start
+
+COLD_USER_BUCKETS: tuple[tuple[int, int], ...] = ((1, 1), (2, 4), (5, 19))
+"""Held-in history lengths (inclusive bounds) of the cold-start user buckets."""
+COLD_MOVIE_VIEWERS = 5
+"""A held-out movie with fewer held-in viewers than this is a cold movie."""
+
+
+def per_user_values(recommendations: Mapping[int, Sequence[str]], held_out: Mapping[int, str],
+                    users: Sequence[int]) -> dict[str, list[float]]:
+    """Each user's hit at 20 and 10, NDCG at 20 and reciprocal rank, in the order of ``users`` (the unit
+    of every standard error and paired test is the user)."""
+    lists = [(recommendations.get(u, ()), held_out[u]) for u in users]
+    return {
+        "hit_rate_at_20": [hit_at_k(r, t, 20) for r, t in lists],
+        "hit_rate_at_10": [hit_at_k(r, t, 10) for r, t in lists],
+        "ndcg_at_20": [ndcg_at_k(r, t, 20) for r, t in lists],
+        "mrr": [reciprocal_rank(r, t) for r, t in lists],
+    }
+
+
+def standard_errors(recommendations: Mapping[int, Sequence[str]], held_out: Mapping[int, str],
+                    users: Sequence[int] | None = None) -> dict[str, float]:
+    """Standard error of the mean over users of hit rate at 20 and 10, NDCG at 20 and MRR
+    (``scipy.stats.sem``, ddof 1); 0.0 with fewer than two users."""
+    from scipy import stats
+
+    users = sorted(held_out) if users is None else list(users)
+    values = per_user_values(recommendations, held_out, users)
+    if len(users) < 2:
+        return {name: 0.0 for name in values}
+    return {name: float(stats.sem(column)) for name, column in values.items()}
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """Recommender A against B on the same users: hit rates at k, their difference (A - B) with a
+    confidence interval over users, the discordant counts and McNemar's exact p-value."""
+
+    users: int
+    hit_rate_a: float
+    hit_rate_b: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    only_a: int
+    only_b: int
+    p_value: float
+
+
+def paired_test(recs_a: Mapping[int, Sequence[str]], recs_b: Mapping[int, Sequence[str]],
+                held_out: Mapping[int, str], users: Sequence[int] | None = None, k: int = 20,
+                confidence: float = 0.95) -> PairedTest:
+    """McNemar's exact test of hit at ``k``: under no difference, a user hit by exactly one recommender
+    is A's with probability 1/2 (``scipy.stats.binomtest`` on the discordant pairs, two-sided). The
+    interval is the paired t interval of the per-user hit differences (``scipy.stats.ttest_rel``)."""
+    from scipy import stats
+
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}.")
+    users = sorted(held_out) if users is None else list(users)
+    if not users:
+        raise ValueError("a paired test needs at least one user.")
+    a = [hit_at_k(recs_a.get(u, ()), held_out[u], k) for u in users]
+    b = [hit_at_k(recs_b.get(u, ()), held_out[u], k) for u in users]
+    only_a = sum(1 for x, y in zip(a, b, strict=True) if x > y)
+    only_b = sum(1 for x, y in zip(a, b, strict=True) if y > x)
+    discordant = only_a + only_b
+    p_value = float(stats.binomtest(only_a, discordant, 0.5).pvalue) if discordant else 1.0
+    difference = (only_a - only_b) / len(users)
+    if discordant and len(users) >= 2:
+        interval = stats.ttest_rel(a, b).confidence_interval(confidence)
+        low, high = float(interval.low), float(interval.high)
+    else:  # every pair agrees (or one user): the sample shows no spread at all
+        low = high = difference
+    return PairedTest(len(users), sum(a) / len(users), sum(b) / len(users), difference, low, high, only_a,
+                      only_b, p_value)
+
+
+def cold_start(recommendations: Mapping[int, Sequence[str]], held_out: Mapping[int, str],
+               history_lengths: Mapping[int, int], viewers: Mapping[str, int], k: int = 20,
+               users: Sequence[int] | None = None) -> dict[str, dict[str, float]]:
+    """Hit rate at ``k`` in the cold-start buckets: users with 1, 2-4 and 5-19 held-in history movies,
+    and users whose held-out movie has fewer than ``COLD_MOVIE_VIEWERS`` held-in viewers (``viewers``
+    from the held-in data, absent = 0). An empty bucket has 0 users and hit rate 0.0."""
+    users = sorted(held_out) if users is None else list(users)
+    members: dict[str, list[int]] = {f"users_{lo}" if lo == hi else f"users_{lo}-{hi}": [] for lo, hi in
+                                     COLD_USER_BUCKETS}
+    labels = list(members)
+    members[f"movies_under_{COLD_MOVIE_VIEWERS}_viewers"] = []
+    for u in users:
+        length = history_lengths.get(u, 0)
+        for label, (lo, hi) in zip(labels, COLD_USER_BUCKETS, strict=True):
+            if lo <= length <= hi:
+                members[label].append(u)
+        if viewers.get(held_out[u], 0) < COLD_MOVIE_VIEWERS:
+            members[f"movies_under_{COLD_MOVIE_VIEWERS}_viewers"].append(u)
+    out: dict[str, dict[str, float]] = {}
+    for label, group in members.items():
+        hits = sum(hit_at_k(recommendations.get(u, ()), held_out[u], k) for u in group)
+        out[label] = {"users": len(group), f"hit_rate_at_{k}": hits / len(group) if group else 0.0}
+    return out
+
+
+@dataclass(frozen=True)
+class FractionSplit:
+    """A last-fraction-out split: the held-in interactions, each scorable user's held-out movies (most
+    recent last) and the users that could not be scored (fewer than two distinct movies)."""
+
+    held_in: list[Interaction]
+    held_out: dict[int, tuple[str, ...]]
+    excluded_users: tuple[int, ...]
+
+
+def last_fraction_out(interactions: Iterable[Interaction], fraction: float = 0.2) -> FractionSplit:
+    """Hold out each user's last ``fraction`` of distinct movies by time (a movie's time is its latest
+    event; ties by movie id), ``floor(fraction * n)`` but at least one, and every event of those movies
+    by that user. Users with fewer than two distinct movies are excluded (all their events stay held
+    in); at least one movie always stays held in."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must lie strictly between 0 and 1, got {fraction}.")
+    rows = list(interactions)
+    latest = _latest_times(rows)
+    held_out: dict[int, tuple[str, ...]] = {}
+    excluded: list[int] = []
+    for user_id, movies in latest.items():
+        if len(movies) < 2:
+            excluded.append(user_id)
+            continue
+        ordered = [m for m, _ in sorted(movies.items(), key=lambda kv: (kv[1], kv[0]))]
+        count = min(max(1, math.floor(fraction * len(ordered))), len(ordered) - 1)
+        held_out[user_id] = tuple(ordered[-count:])
+    out = {(u, m) for u, ms in held_out.items() for m in ms}
+    held_in = [row for row in rows if (row.user_id, row.movie_id) not in out]
+    return FractionSplit(held_in, held_out, tuple(sorted(excluded)))
+
+
+def recall_at_k(recommended: Sequence[str], targets: Collection[str], k: int) -> float:
+    """Share of the held-out movies found in the first ``k``, out of min(k, number held out), so a
+    perfect list scores 1 however many movies were held out (0.0 for no targets)."""
+    if not targets:
+        return 0.0
+    found = len(set(recommended[:k]) & set(targets))
+    return found / min(k, len(targets))
+
+
+def summarize_fraction(recommendations: Mapping[int, Sequence[str]], held_out: Mapping[int, Collection[str]],
+                       *, catalog: Collection[str], users: Sequence[int] | None = None) -> dict[str, Any]:
+    """Metrics of a last-fraction-out split: users with at least one held-out movie in the top 20 and 10
+    (hit rate), recall at 20 (``recall_at_k``), with standard errors, and global coverage."""
+    from scipy import stats
+
+    users = sorted(held_out) if users is None else list(users)
+    columns: dict[str, list[float]] = {"hit_rate_at_20": [], "hit_rate_at_10": [], "recall_at_20": []}
+    for u in users:
+        recs, targets = recommendations.get(u, ()), set(held_out[u])
+        columns["hit_rate_at_20"].append(1.0 if targets & set(recs[:20]) else 0.0)
+        columns["hit_rate_at_10"].append(1.0 if targets & set(recs[:10]) else 0.0)
+        columns["recall_at_20"].append(recall_at_k(recs, targets, 20))
+    report: dict[str, Any] = {"users": len(users)}
+    for name, column in columns.items():
+        report[name] = sum(column) / len(column) if column else 0.0
+        report[f"{name}_se"] = float(stats.sem(column)) if len(column) >= 2 else 0.0
+    report["coverage_global"] = coverage((recommendations.get(u, ()) for u in users), catalog)
+    return report

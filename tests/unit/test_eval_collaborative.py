@@ -120,3 +120,51 @@ def test_blended_vectors_query_every_weighted_source_and_combine_versions() -> N
     assert store.version == "c1+f1" and store.count() == 10
     with pytest.raises(ValueError, match="non-zero weight"):
         BlendedVectors([(0.0, content)])
+
+
+@pytest.mark.parametrize("config", [CollabConfig(method="als", dim=2, min_viewers=1, regularization=0.01,
+                                                 iterations=20),
+                                    CollabConfig(method="ease", dim=2, min_viewers=1, ease_lambda=1.0)])
+def test_als_and_ease_vectors_put_co_watched_movies_together(config: CollabConfig) -> None:
+    data = interaction_matrix(PAIRS)
+    ids, vectors = item_vectors(data, config)
+    assert ids == ["a", "b", "c", "x", "y", "z"] and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert cosine(vectors, 1, 2) > 0.9 and cosine(vectors, 1, 2) > cosine(vectors, 1, 4) + 0.5
+    again_ids, again = item_vectors(data, config)
+    assert again_ids == ids and np.array_equal(vectors, again)
+
+
+def test_an_unknown_collab_method_is_refused() -> None:
+    with pytest.raises(ValueError, match="method must be one of"):
+        CollabConfig(method="nmf")
+
+
+def test_mmr_weight_zero_keeps_the_score_order() -> None:
+    from inference.diversity import mmr
+
+    vectors = np.eye(3)
+    assert mmr(["a", "b", "c"], [0.5, 0.9, 0.5], vectors, 0.0) == ["b", "a", "c"]  # ties: listed first
+    assert mmr(["a", "b", "c"], [0.5, 0.9, 0.5], vectors, 0.0, n=2) == ["b", "a"]
+    assert mmr([], [], np.zeros((0, 2)), 0.3) == []
+
+
+def test_mmr_pushes_a_near_duplicate_below_a_different_movie() -> None:
+    from inference.diversity import mmr
+
+    ids, scores = ["hit", "hit2", "other", "novector"], [1.0, 0.95, 0.8, 0.0]
+    vectors = np.array([[1.0, 0.0], [0.99, 0.141], [0.0, 1.0], [0.0, 0.0]])
+    assert mmr(ids, scores, vectors, 0.0) == ["hit", "hit2", "other", "novector"]
+    # relevance scaled to 1, 0.95, 0.8, 0: at 0.3 the duplicate loses 0.3 * 0.99 and falls below "other"
+    assert mmr(ids, scores, vectors, 0.3) == ["hit", "other", "hit2", "novector"]
+    # a zero vector is similar to nothing: at weight 0.9 it beats both redundant ones
+    assert mmr(ids, scores, vectors, 0.9)[:3] == ["hit", "other", "novector"]
+
+
+def test_mmr_refuses_bad_input() -> None:
+    from inference.diversity import mmr
+
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        mmr(["a"], [1.0], np.eye(1), 1.5)
+    with pytest.raises(ValueError, match="one score and one vector row"):
+        mmr(["a", "b"], [1.0], np.eye(2), 0.1)

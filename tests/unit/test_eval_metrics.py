@@ -92,3 +92,70 @@ def test_markdown_table_formats_rates_as_percentages() -> None:
     table = metrics.markdown_table({"ours": {"users": 3, "hit_rate_at_20": 0.125, "mrr": 0.05}},
                                    columns=("users", "hit_rate_at_20", "mrr"))
     assert table.splitlines()[2] == "| ours | 3 | 12.5% | 0.050 |"
+
+
+def test_standard_errors_are_the_sem_over_users() -> None:
+    held_out = {1: "a", 2: "b", 3: "c", 4: "d"}
+    recs = {1: ["a"], 2: ["x"], 3: ["x"], 4: ["x", "d"]}  # hits 1, 0, 0, 1; reciprocal ranks 1, 0, 0, 0.5
+    se = metrics.standard_errors(recs, held_out)
+    assert se["hit_rate_at_20"] == pytest.approx(math.sqrt(1 / 3) / 2)  # sd (ddof 1) of 1,0,0,1 / sqrt(4)
+    rr = [1.0, 0.0, 0.0, 0.5]
+    mean = sum(rr) / 4
+    assert se["mrr"] == pytest.approx(math.sqrt(sum((v - mean) ** 2 for v in rr) / 3) / 2)
+    assert metrics.standard_errors(recs, {1: "a"}) == {k: 0.0 for k in se}
+
+
+def test_paired_test_is_mcnemar_exact_on_discordant_users() -> None:
+    users = list(range(20))
+    held_out = {u: f"m{u}" for u in users}
+    a = {u: [f"m{u}"] if u < 10 else [] for u in users}  # A hits users 0-9
+    b = {u: [f"m{u}"] if u in (0, 1, 10) else [] for u in users}  # B hits 0, 1 and 10
+    test = metrics.paired_test(a, b, held_out)
+    assert (test.only_a, test.only_b, test.users) == (8, 1, 20)
+    assert test.p_value == pytest.approx(2 * (1 + 9) / 2**9)  # two-sided binomial, 8 of 9 discordant
+    assert test.difference == pytest.approx(7 / 20) and test.hit_rate_a == 0.5 and test.hit_rate_b == 0.15
+    assert test.ci_low < test.difference < test.ci_high and test.ci_low > 0
+    same = metrics.paired_test(a, a, held_out)
+    assert (same.p_value, same.difference, same.ci_low, same.ci_high) == (1.0, 0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="at least one user"):
+        metrics.paired_test(a, b, {})
+    with pytest.raises(ValueError, match="confidence"):
+        metrics.paired_test(a, b, held_out, confidence=1.0)
+
+
+def test_cold_start_buckets_by_history_length_and_movie_viewers() -> None:
+    held_out = {1: "a", 2: "b", 3: "c", 4: "d", 5: "e"}
+    lengths = {1: 1, 2: 3, 3: 4, 4: 10, 5: 30}
+    viewers = {"a": 1, "b": 50, "c": 4, "d": 5}  # e: no held-in viewer at all
+    recs = {1: ["a"], 2: ["x"], 3: ["c"], 5: ["e"]}
+    buckets = metrics.cold_start(recs, held_out, lengths, viewers)
+    assert buckets["users_1"] == {"users": 1, "hit_rate_at_20": 1.0}
+    assert buckets["users_2-4"] == {"users": 2, "hit_rate_at_20": 0.5}
+    assert buckets["users_5-19"] == {"users": 1, "hit_rate_at_20": 0.0}
+    assert buckets["movies_under_5_viewers"] == {"users": 3, "hit_rate_at_20": 1.0}  # a, c, e
+    assert metrics.cold_start({}, {}, {}, {})["users_1"] == {"users": 0, "hit_rate_at_20": 0.0}
+
+
+def test_last_fraction_out_holds_out_each_users_latest_fifth() -> None:
+    rows = [Interaction(1, f"m{i}", i) for i in range(10)]  # 10 movies: the last 2 out
+    rows += [Interaction(1, "m0", 20)]  # a late re-watch makes m0 the latest
+    rows += [Interaction(2, "p", 1), Interaction(2, "q", 1)]  # 2 movies, one time: 1 out, the larger id
+    rows += [Interaction(3, "only", 1)]
+    split = metrics.last_fraction_out(rows)
+    assert split.held_out == {1: ("m9", "m0"), 2: ("q",)}
+    assert split.excluded_users == (3,)
+    assert not [r for r in split.held_in if (r.user_id, r.movie_id) in {(1, "m0"), (1, "m9"), (2, "q")}]
+    assert len(split.held_in) == 8 + 1 + 1
+    with pytest.raises(ValueError, match="fraction"):
+        metrics.last_fraction_out(rows, 1.0)
+
+
+def test_recall_and_fraction_summary_by_hand() -> None:
+    assert metrics.recall_at_k(["a", "b", "c"], {"b", "z"}, 2) == 0.5
+    assert metrics.recall_at_k(["a"], set(), 20) == 0.0
+    held_out = {1: ("a", "b"), 2: ("c",)}
+    recs = {1: ["b"] + [f"x{i}" for i in range(19)], 2: ["x"] * 10 + ["c"]}
+    report = metrics.summarize_fraction(recs, held_out, catalog=["a", "b", "c", "x"])
+    assert report["hit_rate_at_20"] == 1.0 and report["hit_rate_at_10"] == 0.5
+    assert report["recall_at_20"] == pytest.approx((0.5 + 1.0) / 2)
+    assert report["coverage_global"] == 0.75 and report["users"] == 2
