@@ -303,7 +303,7 @@ def gate_report(events: Sequence[Event], config: GateConfig, until: datetime | N
                 ) -> dict[str, Any]:
     """The gate's report: the candidate recipe, the active version's recipe (None: first version) and
     most popular, scored on one temporal split (`make_collab(role)` gives the temporary collection of a
-    role, `"candidate"` or `"active"`). With `baselines`, item-kNN on the same split too. When the active
+    role, `"candidate"` or `"active"`). With `baselines`, item-kNN, EASE and ALS on the same split too. When the active
     recipe equals the candidate's and both use the same fit, its figures are the candidate's (the same
     recipe on the same split scores the same) and it is not fitted twice."""
     split = temporal_split(events, config, until)
@@ -326,13 +326,28 @@ def gate_report(events: Sequence[Event], config: GateConfig, until: datetime | N
             report["active"] = score_recipe(split, active, make_collab=lambda: make_collab("active"),
                                             fit=active_fit, **common)
     if baselines:
-        from embeddings.collaborative import interaction_matrix
-        from evaluation.baselines import item_knn
-
-        data = interaction_matrix((e[0], e[1]) for e in split.held_in)
-        known = [u for u in split.users if u in set(data.users)]
-        report["baselines"] = {"item_knn": score_lists(item_knn(data, known), split.held_out, store_movies)}
+        report["baselines"] = score_baselines(split, store_movies)
     return report
+
+
+EASE_MAX_MOVIES = 12_000
+"""EASE inverts a movies x movies matrix: above this many movies (about 1.2 GB in float64) it is left out."""
+
+
+def score_baselines(split: TemporalSplit, store_movies: int) -> dict[str, Any]:
+    """item-kNN, EASE (lambda 50) and ALS (`implicit`, 128 factors) on the split's held-in matrix,
+    scored like the service (`evaluation.baselines`: the strong baselines of docs/evaluation.md)."""
+    from embeddings.collaborative import interaction_matrix
+    from evaluation.baselines import als, ease, item_knn
+
+    data = interaction_matrix((e[0], e[1]) for e in split.held_in)
+    rows = set(data.users)
+    known = [u for u in split.users if u in rows]
+    out = {"item_knn": score_lists(item_knn(data, known), split.held_out, store_movies)}
+    if len(data.movies) <= EASE_MAX_MOVIES:
+        out["ease"] = score_lists(ease(data, known), split.held_out, store_movies)
+    out["als"] = score_lists(als(data, known), split.held_out, store_movies)
+    return out
 
 
 def report_markdown(report: Mapping[str, Any]) -> str:

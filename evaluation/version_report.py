@@ -5,8 +5,9 @@ The version's row records its recipe (collaborative and ranking configs), its ga
 watermark its split was cut at; this rebuilds that split from the store (events after the watermark take
 no part), fits the recipe on the held-in part into a temporary collection, scores it with
 `evaluation.gate.gate_report` (the function the trainer's gate calls), and sets the result beside the
-figures the gate recorded: `matches_gate` is true when every headline figure agrees. Item-kNN is scored on
-the same split as a further baseline.
+figures the gate recorded: `matches_gate` is true when every headline figure agrees within
+`MATCH_TOLERANCE`. Item-kNN, EASE and
+ALS are scored on the same split as the strong baselines.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from sqlalchemy import Engine
 
 from evaluation import gate
 
+MATCH_TOLERANCE = 0.002
+"""How far a re-scored headline figure may lie from the gate's: ChromaDB's approximate (HNSW) index orders a
+few near-tied neighbours differently from one build of the same vectors to the next (21 of 6,003 lists on
+the demo, single- or multi-threaded), which moves a figure by a user's answer or a movie of coverage."""
 HEADLINE = ("hit_rate_at_20", "hit_rate_at_10", "user_hit_rate_at_20", "ndcg_at_20", "mrr", "coverage_global")
 
 
@@ -56,7 +61,8 @@ def version_report(engine: Engine, embedding: Any, service: Any, version_name: s
         for role in ("candidate", "active"):
             drop_collection(embedding, f"{temp}_{role}")
     ours = report.pop("candidate")
-    matches = all(abs(ours[k] - recorded["candidate"][k]) < 1e-9 for k in HEADLINE)
+    drift = max(abs(ours[k] - recorded["candidate"][k]) for k in HEADLINE)
+    matches = drift <= MATCH_TOLERANCE
     return {
         "protocol": "the gate's temporal holdout: each user's most recent "
                     f"{config.holdout_fraction:.0%} of distinct movies, events up to {recorded.get('until')}",
@@ -65,6 +71,7 @@ def version_report(engine: Engine, embedding: Any, service: Any, version_name: s
         "service_ranking": ours,
         "gate_recorded": recorded["candidate"],
         "matches_gate": matches,
+        "largest_difference": round(drift, 6),
         "baselines": {"most_popular": report["most_popular"], **report.get("baselines", {})},
         "split": report["split"],
         "rank_config": version.rank_config,

@@ -70,7 +70,7 @@ def test_the_readme_own_data_section_serves_the_promoted_version(tmp_path, encod
     offline = next(c for c in shown if "evaluation offline" in c).replace("report.json", str(tmp_path / "r.json"))
     run(offline)
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["matches_gate"] and report["service_ranking"] == trained["gate"]["candidate"]
+    assert report["matches_gate"] and report["service_ranking"]["users"] == trained["gate"]["candidate"]["users"]
     provenance = next(c for c in shown if "provenance" in c).replace("--user 42", f"--user {user}")
     trace = json.loads(run(provenance))
     assert trace["answer"]["version"] == "v1" and trace["version"]["code_revision"]
