@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -49,6 +50,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     every = parse_interval(args.every) if args.every else None
     ctx = Context.from_env(_engine(args.database_url))
+    if ctx.training.nice:
+        os.nice(ctx.training.nice)  # yield the cores to the service that shares the host
     if every is None:
         _print(run_cycle(ctx, args.catalog))
         return 0

@@ -42,3 +42,6 @@ class TrainingSettings(EnvSettings):
     """Seeds the gate's user sample."""
     metrics_port: int = env("TRAIN_METRICS_PORT", 9104, minimum=0, maximum=65535)
     """The trainer's /metrics port while it runs on a schedule (0: none)."""
+    nice: int = env("TRAIN_NICE", 10, minimum=0, maximum=19)
+    """CPU niceness the trainer gives itself when `run` starts: a batch job beside the service yields the
+    cores to requests first (0: unchanged)."""
