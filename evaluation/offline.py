@@ -12,7 +12,9 @@ Steps of `run_offline` (each one is the project's own code, never a copy):
 6. for each scored user: history from `db_utils.queries.user_history`, neighbours from both collections
    through `inference.sources.BlendedVectors`, the popular list from `db_utils.queries.popular_movies`,
    and `inference.ranking.rank` with the service's `RankConfig` and `ServiceSettings`;
-7. baselines (most popular, random, item-kNN) on the held-in user-item matrix read back from the store.
+7. baselines (most popular, random, item-kNN, EASE, ALS) on the held-in user-item matrix read back from
+   the store; the service's standard errors and a paired test (McNemar) against the best of item-kNN,
+   EASE and ALS on the same users.
 """
 
 from __future__ import annotations
@@ -427,13 +429,20 @@ def run_offline(config: OfflineConfig = OfflineConfig(), grid: Sequence[Any] = (
         report = score(ours, held, users, store_movies, catalog, viewers)
 
         started = time.perf_counter()
-        report["baselines"] = {
-            "most_popular": score(baselines.most_popular(data, users), held, users, store_movies, catalog, viewers),
-            "random": score(baselines.random_unseen(data, users, seed=config.seed), held, users, store_movies,
-                            catalog, viewers),
-            "item_knn": score(baselines.item_knn(data, users, k=config.knn_k), held, users, store_movies, catalog,
-                              viewers),
+        lists = {
+            "most_popular": baselines.most_popular(data, users),
+            "random": baselines.random_unseen(data, users, seed=config.seed),
+            "item_knn": baselines.item_knn(data, users, k=config.knn_k),
+            "ease": baselines.ease(data, users),
+            "als": baselines.als(data, users, seed=config.seed),
         }
+        report["baselines"] = {name: score(recs, held, users, store_movies, catalog, viewers)
+                               for name, recs in lists.items()}
+        held_out = {u: held.split.held_out[u] for u in users}
+        report["standard_errors"] = metrics.standard_errors(ours, held_out, users)
+        best = max(("item_knn", "ease", "als"), key=lambda name: report["baselines"][name]["hit_rate_at_20"])
+        report["paired_test"] = {"against": best, **dataclasses.asdict(
+            metrics.paired_test(ours, lists[best], held_out, users))}
         timings["baselines_s"] = time.perf_counter() - started
         if grid:
             started = time.perf_counter()
