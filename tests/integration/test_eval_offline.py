@@ -39,7 +39,8 @@ def test_report_has_every_field_for_ours_and_each_baseline(slice_report: dict) -
         for field in FIELDS:
             assert 0.0 <= system[field] <= 1.0, field
         assert sum(b["users"] for b in system["by_history_length"].values()) == 20
-    assert set(slice_report["baselines"]) == {"most_popular", "random", "item_knn"}
+    assert set(slice_report["baselines"]) == {"most_popular", "random", "item_knn", "ease", "als"}
+    assert slice_report["paired_test"]["against"] in {"item_knn", "ease", "als"}
     assert slice_report["held_out_lines"] > 0 and slice_report["store_movies"] <= slice_report["catalog_movies"]
     assert slice_report["encoder_cache"]["misses"] + slice_report["encoder_cache"]["hits"] == \
         slice_report["catalog_movies"]
