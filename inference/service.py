@@ -17,7 +17,7 @@ from typing import Any
 from inference.cache import NeighbourCache, NeighbourList, PopularCache
 from inference.config import RankConfig, ServiceSettings
 from inference.metrics import ServiceMetrics
-from inference.ranking import NormalizedPopularity, Scored, normalize_popularity, rank
+from inference.ranking import NormalizedPopularity, Scored, normalize_popularity, rank, rank_arrays
 from inference.sources import HistorySource, VectorSource, open_version_store
 from inference.versions import (
     UNVERSIONED,
@@ -197,8 +197,9 @@ class Recommender:
     def _fetch(self, model: ServedModel, movie_ids: list[str]) -> dict[str, NeighbourList]:
         """One batched neighbour query for these ids, stored in the model's cache."""
         fetched = model.vectors().neighbours(movie_ids, self.settings.neighbours_k)
-        fresh = {m: NeighbourList((n, s) for n, s in fetched.get(m, []) if n != m) for m in movie_ids}
-        model.cache.put_many(fresh)
+        fresh = model.cache.put_many({m: [(n, s) for n, s in fetched.get(m, []) if n != m] for m in movie_ids})
+        if self.metrics.cache_bytes is not None and model is self.model:
+            self.metrics.cache_bytes.set(model.cache.nbytes)
         return fresh
 
     def warm(self, background: bool = True) -> threading.Thread | None:
@@ -331,7 +332,7 @@ class Recommender:
         except Exception as exc:
             self._mark("vectors", exc)
             return self._fallback(model, popular, history, seen, classify(exc, "vectors"))
-        return Outcome(rank(history, neighbours, popular, model.rank, exclude=seen), "personalized", None,
+        return Outcome(rank_arrays(history, neighbours, popular, model.rank, exclude=seen), "personalized", None,
                        model.name)
 
     def _fallback(self, model: ServedModel, popular: NormalizedPopularity, history: list[tuple[str, float | None]],
@@ -377,7 +378,9 @@ class Recommender:
         popular_size = len(self.popular_cache.items)
         checks["caches"] = {"ok": popular_size > 0, "popular": popular_size,
                             "neighbour_lists": len(self.neighbour_cache), "warming": self.warming,
-                            "neighbour_capacity": self.neighbour_cache.max_size}
+                            "neighbour_capacity": self.neighbour_cache.max_size,
+                            "neighbour_bytes": self.neighbour_cache.nbytes,
+                            "neighbour_bytes_capacity": self.neighbour_cache.max_bytes}
         if popular_size == 0:
             checks["caches"]["error"] = "no popular list is held in memory"
         failed = [name for name, check in checks.items() if not check["ok"]]
