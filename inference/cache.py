@@ -90,9 +90,8 @@ class NeighbourList(Sequence[tuple[str, float]]):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, index):  # type: ignore[override]
-        pairs = list(self)
-        return pairs[index]
+    def __getitem__(self, index):
+        return list(self)[index]
 
     def __iter__(self) -> Iterator[tuple[str, float]]:
         return zip(self.ids(), self.similarities.tolist(), strict=True)

@@ -235,7 +235,7 @@ def rank_arrays(
 
     # Personalized scores of the positive-affinity candidates, in NumPy.
     positive = np.flatnonzero(affinity > 0)
-    scores = affinity[positive]
+    scores: np.ndarray = affinity[positive].astype(np.float64)
     counts = viewer_counts(popularity) if config.popularity_damping else {}
     if counts:
         scores = scores / (_aligned(table, counts, size)[positive] + 1.0) ** config.popularity_damping
