@@ -5,6 +5,8 @@ content + collaborative lists hold up to 2K = 40). The synthetic benchmark users
 users (the MovieLens demo averages 149 ratings) hit the cap, so this prints what a long history costs:
 
   rank   rank(history, neighbours, popular list, RankConfig()) on one core        -> ms per call
+  arrays rank_arrays over the same lists (int32 indices into one id table, float32 similarities): what
+         the service serves; it returns the same list as rank                       -> ms per call
   bare   one Python pass over the same (history movie, neighbour) pairs that only sums each
          candidate's similarity into a dict: the floor any per-pair loop pays       -> ms per call
 Each figure is the best of `--rounds` rounds of `--calls` calls (load elsewhere only slows a round).
@@ -24,9 +26,9 @@ from collections.abc import Callable
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
-from inference.cache import NeighbourList
+from inference.cache import IdTable, NeighbourList
 from inference.config import RankConfig
-from inference.ranking import normalize_popularity, rank
+from inference.ranking import normalize_popularity, rank, rank_arrays
 
 
 def bare_pass(history: list[tuple[str, float | None]], neighbours: dict[str, NeighbourList]) -> dict[str, float]:
@@ -64,9 +66,11 @@ def main() -> int:
     catalog = [f"movie+{i}+{1950 + i % 70}" for i in range(args.movies)]
     watched = catalog[: max(args.lengths) * 40]
     # Neighbour lists as the service's cache holds them (NeighbourList: interned ids, float32 similarities).
+    table = IdTable()
     neighbours = {m: NeighbourList(sorted(((rng.choice(catalog), rng.random()) for _ in range(args.neighbours)),
-                                          key=lambda p: -p[1]))
+                                          key=lambda p: -p[1]), table)
                   for m in watched}
+    table.indices_of(catalog)  # the id table of a warmed cache holds the whole catalog
     popular = normalize_popularity([(m, 10000 - i) for i, m in enumerate(catalog[:200])])
     config = RankConfig()
     user = [(m, rng.choice([None, 1, 2, 3, 4, 5])) for m in rng.sample(watched, max(args.lengths))]
@@ -76,10 +80,13 @@ def main() -> int:
     for length in args.lengths:
         history = user[:length]
         ranked = best_ms(lambda h=history: rank(h, neighbours, popular, config), args.calls, args.rounds)
+        fast = best_ms(lambda h=history: rank_arrays(h, neighbours, popular, config), args.calls, args.rounds)
         bare = best_ms(lambda h=history: bare_pass(h, neighbours), args.calls, args.rounds)
         pairs = sum(len(neighbours[m]) for m, _ in history)
-        print(f"history {length:3d} ({pairs:5,} pairs): rank {ranked:6.3f} ms | bare pass {bare:6.3f} ms "
-              f"| rank = {ranked / bare:4.1f}x the bare pass")
+        assert rank_arrays(history, neighbours, popular, config) == rank(history, neighbours, popular, config)
+        print(f"history {length:3d} ({pairs:5,} pairs): rank {ranked:6.3f} ms | rank_arrays {fast:6.3f} ms "
+              f"| bare pass {bare:6.3f} ms | rank = {ranked / bare:4.1f}x, rank_arrays = {fast / bare:4.2f}x "
+              "the bare pass")
     return 0
 
 

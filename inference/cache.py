@@ -1,7 +1,10 @@
 """Bounded, thread-safe caches of the service: nothing here grows without bound.
 
-* `NeighbourCache`: an LRU of per-movie neighbour lists, dropped whole when the vector collection's
-  version changes (the version is compared at most every `check_seconds`, not per request).
+* `NeighbourCache`: an LRU of per-movie neighbour lists of one model version, bounded in entries and in
+  bytes (NEIGHBOUR_CACHE_BYTES), dropped whole when the vector collection's version changes (the version
+  is compared at most every `check_seconds`, not per request). Its lists hold int32 indices into the
+  cache's `IdTable` (one `sys.intern`ed string per movie) and float32 similarities, so the ranking scores
+  them with NumPy (`inference.ranking.rank_arrays`) instead of a Python loop per pair.
 * `PopularCache`: the popular list with a TTL; the last good list stays in memory as the fallback
   answer when the SQL store or ChromaDB fails.
 
@@ -17,33 +20,81 @@ import sys
 import tempfile
 import threading
 import time
-from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+# Estimated bytes per movie id in an IdTable beyond the string itself: its dict slot and hash entry, its
+# list slot and its int index (CPython 3.11+, 64-bit).
+_ID_OVERHEAD = 100
+# Estimated bytes per cached list beyond its two arrays: the NeighbourList object and its OrderedDict
+# entry (key reference, links, hash slot).
+_ENTRY_OVERHEAD = 160
+
+
+class IdTable:
+    """Movie id <-> int index for one model version: every id is stored once (interned), lists hold
+    int32 indices. Append-only; thread-safe. Replaced whole (never shrunk) when its cache is cleared."""
+
+    __slots__ = ("_lock", "ids", "index", "memo", "nbytes")
+
+    def __init__(self) -> None:
+        self.memo: dict[int, tuple] = {}  # the ranking's per-table arrays (inference.ranking._aligned)
+        self.ids: list[str] = []
+        self.index: dict[str, int] = {}
+        self.nbytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def indices_of(self, movie_ids: Iterable[str]) -> np.ndarray:
+        """The int32 indices of these ids, adding the unknown ones."""
+        index = self.index
+        out: list[int] = []
+        with self._lock:
+            for movie_id in movie_ids:
+                i = index.get(movie_id)
+                if i is None:
+                    movie_id = sys.intern(str(movie_id))
+                    i = index[movie_id] = len(self.ids)
+                    self.ids.append(movie_id)
+                    self.nbytes += sys.getsizeof(movie_id) + _ID_OVERHEAD
+                out.append(i)
+        return np.array(out, dtype=np.int32)
 
 
 class NeighbourList(Sequence[tuple[str, float]]):
-    """A compact, immutable neighbour list: interned ids in a tuple and similarities in a float32
-    array (about 400 bytes for 20 neighbours instead of about 2 KB as a list of tuples), so a cache
-    of the whole catalog stays small. Iterates as (movie_id, similarity) pairs."""
+    """A compact, immutable neighbour list: `indices` (int32 into `table`) and `similarities` (float32),
+    about 500 bytes for 40 neighbours instead of about 4 KB as a list of tuples. Iterates as
+    (movie_id, similarity) pairs, so the reference `rank` reads it as it reads plain lists."""
 
-    __slots__ = ("_ids", "_sims")
+    __slots__ = ("indices", "similarities", "table")
 
-    def __init__(self, pairs: Iterable[tuple[str, float]]):
+    def __init__(self, pairs: Iterable[tuple[str, float]], table: IdTable | None = None):
         pairs = list(pairs)
-        self._ids = tuple(sys.intern(str(movie_id)) for movie_id, _ in pairs)
-        self._sims = array("f", (float(s) for _, s in pairs))
+        self.table = table if table is not None else IdTable()
+        self.indices = self.table.indices_of(movie_id for movie_id, _ in pairs)
+        self.similarities = np.array([float(s) for _, s in pairs], dtype=np.float32)
+
+    @property
+    def nbytes(self) -> int:
+        """Estimated bytes held by this list (its arrays and its cache entry; the ids are the table's)."""
+        return sys.getsizeof(self.indices) + sys.getsizeof(self.similarities) + _ENTRY_OVERHEAD
+
+    def ids(self) -> list[str]:
+        ids = self.table.ids
+        return [ids[i] for i in self.indices.tolist()]
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self.indices)
 
     def __getitem__(self, index):
-        if isinstance(index, slice):
-            return list(zip(self._ids[index], self._sims[index], strict=True))
-        return self._ids[index], self._sims[index]
+        return list(self)[index]
 
-    def __iter__(self):
-        return zip(self._ids, self._sims, strict=True)
+    def __iter__(self) -> Iterator[tuple[str, float]]:
+        return zip(self.ids(), self.similarities.tolist(), strict=True)
 
     def __eq__(self, other: object) -> bool:
         return list(self) == list(other) if isinstance(other, Sequence) else NotImplemented
@@ -53,17 +104,23 @@ class NeighbourList(Sequence[tuple[str, float]]):
 
 
 class NeighbourCache:
-    """LRU movie id -> neighbour list, at most `max_size` entries, tied to one collection version."""
+    """LRU movie id -> neighbour list of one model version, tied to one collection version: at most
+    `max_size` lists and about `max_bytes` bytes (lists plus the id table; see `nbytes`)."""
 
     def __init__(self, max_size: int, check_seconds: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, max_bytes: int = 64 * 1024 * 1024):
         if max_size < 1:
             raise ValueError("max_size must be at least 1")
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be at least 1")
         self.max_size = max_size
+        self.max_bytes = max_bytes
         self.check_seconds = check_seconds
         self._clock = clock
         self._lock = threading.Lock()
         self._data: OrderedDict[str, NeighbourList] = OrderedDict()
+        self._list_bytes = 0
+        self.table = IdTable()
         self._version: str | None = None
         self._checked_at: float | None = None
 
@@ -71,9 +128,20 @@ class NeighbourCache:
         return len(self._data)
 
     @property
+    def nbytes(self) -> int:
+        """Estimated bytes held: every cached list's arrays and entry, plus the id table."""
+        return self._list_bytes + self.table.nbytes
+
+    @property
     def version(self) -> str | None:
         """The collection version the cached lists belong to (None before the first check)."""
         return self._version
+
+    def _drop_all(self) -> None:
+        """Forget every list and start a new id table (caller holds the lock)."""
+        self._data.clear()
+        self._list_bytes = 0
+        self.table = IdTable()
 
     def check_version(self, fetch_version: Callable[[], str]) -> bool:
         """Compare the collection version when `check_seconds` passed since the last look.
@@ -91,7 +159,7 @@ class NeighbourCache:
                 return False
             dropped = self._version is not None
             self._version = version
-            self._data.clear()
+            self._drop_all()
             return dropped
 
     def get_many(self, movie_ids: Iterable[str]) -> tuple[dict[str, NeighbourList], list[str]]:
@@ -108,18 +176,33 @@ class NeighbourCache:
                     found[movie_id] = value
         return found, missing
 
-    def put_many(self, lists: dict[str, NeighbourList]) -> None:
-        """Store lists, evicting the least recently used beyond `max_size`."""
+    def put_many(self, lists: Mapping[str, Iterable[tuple[str, float]]]) -> dict[str, NeighbourList]:
+        """Pack lists over this cache's id table and store them, evicting the least recently used beyond
+        `max_size` lists or `max_bytes`; returns the packed lists. When the id table alone passes half of
+        `max_bytes` (ids of evicted lists stay in it), everything is dropped and a new table started."""
+        table = self.table
+        packed = {m: v if isinstance(v, NeighbourList) and v.table is table else NeighbourList(v, table)
+                  for m, v in lists.items()}
         with self._lock:
-            for movie_id, value in lists.items():
-                self._data[movie_id] = value
-                self._data.move_to_end(movie_id)
-            while len(self._data) > self.max_size:
-                self._data.popitem(last=False)
+            if self.table is not table:  # dropped meanwhile: the lists serve this request only
+                return packed
+            data = self._data
+            for movie_id, value in packed.items():
+                old = data.pop(movie_id, None)
+                if old is not None:
+                    self._list_bytes -= old.nbytes
+                data[movie_id] = value
+                self._list_bytes += value.nbytes
+            while data and (len(data) > self.max_size or self.nbytes > self.max_bytes):
+                _, evicted = data.popitem(last=False)
+                self._list_bytes -= evicted.nbytes
+            if self.table.nbytes > self.max_bytes // 2:
+                self._drop_all()
+        return packed
 
     def clear(self) -> None:
         with self._lock:
-            self._data.clear()
+            self._drop_all()
             self._checked_at = None
 
 

@@ -82,6 +82,10 @@ class ServiceSettings(EnvSettings):
     """nearest neighbours fetched per history movie."""
     neighbour_cache_size: int = env("NEIGHBOUR_CACHE_SIZE", 30_000, minimum=1)
     """per-movie neighbour lists kept in the LRU (a catalog of 27k fits)."""
+    neighbour_cache_bytes: int = env("NEIGHBOUR_CACHE_BYTES", 64 * 1024 * 1024, minimum=1)
+    """estimated bytes one model version's neighbour cache may hold (lists plus its id table; about
+    700 bytes a blended 40-neighbour list and 150 an id, so the 27k-movie catalog takes about 23 MB);
+    the least recently used lists are evicted beyond it. Reported in /ready and /metrics."""
     warm_neighbours: int = env("NEIGHBOUR_WARM_COUNT", 30_000, minimum=0)
     """when a worker starts, a background thread fetches the neighbour lists of
     this many most-watched movies, most watched first (the whole catalog by default: about 11 MB), so

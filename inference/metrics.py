@@ -73,6 +73,8 @@ class ServiceMetrics:
     ready: Gauge
     http: HttpMetrics
     answers: Counter | None = None
+    cache_bytes: Gauge | None = None
+    """neighbour_cache_bytes: the estimated bytes of the neighbour cache in use (set after each fetch)."""
     by_kind: dict[str, Counter] = field(default_factory=dict)
     """recommend_requests_total's child per kind, bound once (`labels()` per request costs a lock and a
     tuple lookup)."""
@@ -114,6 +116,9 @@ class ServiceMetrics:
                                registry=registry),
             cache_misses=Counter("neighbour_cache_misses_total", "Neighbour lists fetched from the vectors",
                                  registry=registry),
+            cache_bytes=Gauge("neighbour_cache_bytes", "Estimated bytes held by the neighbour cache of the "
+                              "model in use (summed over live workers)", registry=registry,
+                              multiprocess_mode="livesum"),
             ready=Gauge("recommender_ready", "1 when the store, vectors and caches are usable",
                         registry=registry, multiprocess_mode="livemin"),
             http=HttpMetrics(registry),

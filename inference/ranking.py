@@ -24,6 +24,12 @@ Semantics of `rank(history, neighbours, popularity, config)`:
   deterministic (and the popular order survives a popularity_weight of 0).
 * Each scored movie names the history movie that contributed most to it ("because you watched X"),
   or None when it comes from popularity alone.
+
+`rank` is the readable reference. `rank_arrays` returns the same list (same ids, order and `because`;
+scores equal up to the last bits of the damping's power) from neighbour lists held as int32 indices into
+one id table plus float32 similarities (`inference.cache.NeighbourList`): the per-pair work (weights,
+exclusion, affinity sums) is NumPy over the concatenated lists, and only the handful of movies that can
+make the list go through Python. The service serves `rank_arrays`.
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from inference.config import RankConfig
 
@@ -179,3 +187,115 @@ def rank(
         Scored(movie_id, -negative, reason[movie_id][1] if movie_id in reason else None)
         for negative, _, movie_id in ranked[: config.n_results]
     ]
+
+
+def rank_arrays(
+    history: History, lists: Mapping[str, Any], popularity: Popularity, config: RankConfig,
+    exclude: Collection[str] = (),
+) -> list[Scored]:
+    """`rank` over compact neighbour lists: each value of `lists` has `indices` (int32), `similarities`
+    (float32) and `table` (its `IdTable`: `ids`, `index`), all lists over one table. Lists over several
+    tables (a cache dropped in the middle of a request) are ranked by the reference `rank`."""
+    history_seen: dict[str, float | None] = {}
+    for movie_id, rating in history:
+        history_seen.setdefault(movie_id, rating)
+    pop = normalize_popularity(popularity)
+    # The pairs, in the reference's order (history position, then list order), so the sums match it.
+    sources: list[str] = []
+    weights: list[float] = []
+    parts: list[Any] = []
+    for position, (source, rating) in enumerate(history_seen.items()):
+        weight = config.weight_of(rating) * config.recency_decay**position
+        found = lists.get(source)
+        if weight == 0 or found is None or not len(found.indices):
+            continue
+        sources.append(source)
+        weights.append(weight)
+        parts.append(found)
+    if not parts:
+        return rank(history, {}, pop, config, exclude)
+    table = parts[0].table
+    if any(p.table is not table for p in parts):
+        return rank(history, lists, popularity, config, exclude)
+    ids, index = table.ids, table.index
+    size = len(ids)  # a snapshot: ids appended later by another request are not in these lists
+    lengths = [len(p.indices) for p in parts]
+    candidates = np.concatenate([p.indices for p in parts])
+    similarities = np.concatenate([p.similarities for p in parts]).astype(np.float64)
+    pair_source = np.repeat(np.arange(len(parts)), lengths)
+    contributions = np.repeat(np.array(weights), lengths) * similarities
+
+    blocked = np.zeros(size, dtype=bool)
+    seen_indices = [i for m in (history_seen.keys() | exclude if exclude else history_seen)
+                    if (i := index.get(m)) is not None and i < size]
+    blocked[seen_indices] = True
+    keep = ~blocked[candidates] & (similarities >= config.min_similarity)
+    candidates, contributions, pair_source = candidates[keep], contributions[keep], pair_source[keep]
+    affinity = np.bincount(candidates, weights=contributions, minlength=size)
+
+    # Personalized scores of the positive-affinity candidates, in NumPy.
+    positive = np.flatnonzero(affinity > 0)
+    scores: np.ndarray = affinity[positive].astype(np.float64)
+    counts = viewer_counts(popularity) if config.popularity_damping else {}
+    if counts:
+        scores = scores / (_aligned(table, counts, size)[positive] + 1.0) ** config.popularity_damping
+    scores = scores + config.popularity_weight * _aligned(table, pop, size)[positive]
+    n = config.n_results
+    if len(scores) > n:  # only those at or above the n-th best score can make the list (ties kept)
+        chosen = scores >= np.partition(scores, len(scores) - n)[len(scores) - n]
+        positive, scores = positive[chosen], scores[chosen]
+    order = [(-score, -pop.get(ids[i], 0.0), ids[i]) for i, score in zip(positive.tolist(), scores.tolist(),
+                                                                         strict=True)]
+
+    # Popular movies in order (as in `rank`): those without a positive affinity score by popularity.
+    taken = 0
+    for candidate, value in pop.items():
+        i = index.get(candidate)
+        value_affinity = float(affinity[i]) if i is not None and i < size else 0.0
+        if candidate in history_seen or candidate in exclude or value_affinity < 0:
+            continue
+        if value_affinity <= 0:
+            order.append((-config.popularity_weight * value, -value, candidate))
+        taken += 1
+        if taken >= n and config.popularity_weight >= 0:
+            break
+    ranked = sorted(order)[:n]
+
+    # "because": the largest positive contribution to each chosen movie, ties by the source's id.
+    chosen_ids = np.array([index[m] for _, _, m in ranked if m in index and index[m] < size], dtype=np.int64)
+    reason: dict[str, tuple[float, str]] = {}
+    if len(chosen_ids):
+        flags = np.zeros(size, dtype=bool)
+        flags[chosen_ids] = True
+        mask = flags[candidates] & (contributions > 0)
+        for i, contribution, s in zip(candidates[mask].tolist(), contributions[mask].tolist(),
+                                      pair_source[mask].tolist(), strict=True):
+            movie_id, source = ids[i], sources[s]
+            best = reason.get(movie_id)
+            if best is None or contribution > best[0] or (contribution == best[0] and source < best[1]):
+                reason[movie_id] = (contribution, source)
+    return [Scored(movie_id, -negative, reason[movie_id][1] if movie_id in reason else None)
+            for negative, _, movie_id in ranked]
+
+
+def _aligned(table: Any, values: Mapping[str, float], size: int) -> np.ndarray:
+    """`values` as a float64 array over the table's first `size` ids (0 where absent). Memoized on the
+    table (its `memo` dict, a few entries) while the same mapping object and size come back: the popular
+    list changes once per TTL, so most requests reuse it."""
+    memo = getattr(table, "memo", None)
+    key = id(values)
+    if memo is not None:
+        held = memo.get(key)
+        if held is not None and held[0] is values and held[1] == size:
+            return held[2]
+    index = table.index
+    out = np.zeros(size)
+    found = [(i, v) for m, v in values.items() if (i := index.get(m)) is not None and i < size]
+    if found:
+        out[[i for i, _ in found]] = [v for _, v in found]
+    if memo is not None:
+        if len(memo) >= 4:
+            memo.clear()
+        memo[key] = (values, size, out)
+    return out
+

@@ -40,7 +40,8 @@ def probe(rec: Recommender) -> dict[str, Any]:
     popular_size = len(rec.popular_cache.items)
     checks["caches"] = {"ok": popular_size > 0, "popular": popular_size,
                         "neighbour_lists": len(model.cache), "warming": rec.warming,
-                        "neighbour_capacity": model.cache.max_size}
+                        "neighbour_capacity": model.cache.max_size, "neighbour_bytes": model.cache.nbytes,
+                        "neighbour_bytes_capacity": model.cache.max_bytes}
     if popular_size == 0:
         checks["caches"]["error"] = "no popular list is held in memory"
     failed = [name for name, check in checks.items() if not check["ok"]]

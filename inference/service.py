@@ -19,7 +19,7 @@ from inference.config import RankConfig, ServiceSettings
 from inference.health import DependencyState, Health, classify, describe
 from inference.metrics import ServiceMetrics
 from inference.popular import PopularList
-from inference.ranking import NormalizedPopularity, Scored, normalize_popularity, rank
+from inference.ranking import NormalizedPopularity, Scored, normalize_popularity, rank, rank_arrays
 from inference.sources import HistorySource, VectorSource, open_version_store
 from inference.versions import (
     UNVERSIONED,
@@ -152,8 +152,9 @@ class Recommender:
     def _fetch(self, model: ServedModel, movie_ids: list[str]) -> dict[str, NeighbourList]:
         """One batched neighbour query for these ids, stored in the model's cache."""
         fetched = model.vectors().neighbours(movie_ids, self.settings.neighbours_k)
-        fresh = {m: NeighbourList((n, s) for n, s in fetched.get(m, []) if n != m) for m in movie_ids}
-        model.cache.put_many(fresh)
+        fresh = model.cache.put_many({m: [(n, s) for n, s in fetched.get(m, []) if n != m] for m in movie_ids})
+        if self.metrics.cache_bytes is not None and model is self.model:
+            self.metrics.cache_bytes.set(model.cache.nbytes)
         return fresh
 
     def warm(self, background: bool = True) -> threading.Thread | None:
@@ -286,7 +287,7 @@ class Recommender:
         except Exception as exc:
             self._mark("vectors", exc)
             return self._fallback(model, popular, history, seen, classify(exc, "vectors"))
-        return Outcome(rank(history, neighbours, popular, model.rank, exclude=seen), "personalized", None,
+        return Outcome(rank_arrays(history, neighbours, popular, model.rank, exclude=seen), "personalized", None,
                        model.name)
 
     def _fallback(self, model: ServedModel, popular: NormalizedPopularity, history: list[tuple[str, float | None]],

@@ -119,7 +119,8 @@ class ServedModel:
         self._vectors: VectorSource | None = None
         self._failed_at: float | None = None
         self._lock = threading.Lock()
-        self.cache = NeighbourCache(settings.neighbour_cache_size, settings.version_check_seconds, clock=clock)
+        self.cache = NeighbourCache(settings.neighbour_cache_size, settings.version_check_seconds, clock=clock,
+                                    max_bytes=settings.neighbour_cache_bytes)
 
     def vectors(self) -> VectorSource:
         """The vector source, opened on first use in this process; retried at most every 2 s."""
