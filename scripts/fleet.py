@@ -297,7 +297,7 @@ def service_entry(root: Path, index: int) -> dict[str, Any]:
     name = f"service-{index}"
     port = free_port()
     own = root / name
-    return {"name": name, "port": port, "pid": None, "restarts": 0, "held": False,
+    return {"name": name, "port": port, "pid": None, "restarts": 0, "held": True,  # until the first version
             "argv": [PY, "-m", "gunicorn", "-c", str(ROOT / "inference" / "gunicorn.conf.py"), "inference.wsgi:app"],
             "env": {"HOST": "127.0.0.1", "PORT": str(port),
                     "GUNICORN_WORKERS": os.environ.get("FLEET_SERVICE_WORKERS", "1"),
@@ -479,18 +479,16 @@ def _up(root: Path, state: dict[str, Any], args: argparse.Namespace) -> None:
     wait_for(lambda: group_caught_up(state["kafka"]["bootstrap"]), timeout=args.timeout, interval=1.0,
              what=f"the parsers' ingest of {lines} lines")
     _run([PY, "-m", "training", "run", "--catalog", catalog], "the first training run", env)
-    with locked_state(root) as shared:
-        for entry in shared["services"]:
-            start_entry(root, shared, entry)
-        shared["trainer"]["held"] = False  # the supervisor starts it (and restarts it if it dies)
-        state.update(shared)
+    with locked_state(root) as shared:  # the supervisor starts them now (and restarts them if they die)
+        for entry in [*shared["services"], shared["trainer"]]:
+            entry["held"] = False
     for entry in state["services"]:
         url = f"http://127.0.0.1:{entry['port']}"
         if not wait_ready(url, lambda e=entry: _pid_now(root, e["name"]), args.timeout):
             raise FleetError(f"{entry['name']} did not answer /ready (see {root}/logs/{entry['name']}.log).")
-    state["nginx"] = start_nginx(root, state)
     with locked_state(root) as shared:
-        shared["nginx"] = state["nginx"]
+        state.update(shared)
+        state["nginx"] = shared["nginx"] = start_nginx(root, state)
     state["prometheus"] = start_prometheus(root, state)
     with locked_state(root) as shared:
         shared["prometheus"] = state["prometheus"]
