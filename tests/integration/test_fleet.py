@@ -246,3 +246,47 @@ def test_rolling_release_under_load_answers_200_and_a_failed_one_rolls_back(runn
     envs = {s["name"]: s["env"] for s in state["services"]}
     assert "RANK_N_RESULTS" not in envs["service-0"] and envs["service-0"]["RECOMMEND_HISTORY_SIZE"] == "40"
     assert "down" not in (running_fleet.dir / "nginx" / "upstream.conf").read_text()
+
+
+# ------------------------------------------------------------ the pure parts of fleet.py (no fleet needed)
+
+
+def test_upstream_marks_only_the_drained_instance_down() -> None:
+    text = fleet.upstream_conf([8001, 8002], frozenset({8002}))
+    assert "server 127.0.0.1:8001 max_fails=1 fail_timeout=5s;" in text
+    assert "server 127.0.0.1:8002 max_fails=1 fail_timeout=5s down;" in text
+    assert text.count(" down;") == 1 and "upstream recommender {" in text
+
+
+def test_rendered_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
+    binary = require_binary("nginx", "/usr/sbin/nginx")
+    for sub in ("logs", "tmp"):
+        (tmp_path / sub).mkdir()
+    conf = fleet.nginx_conf(str(tmp_path), 8080, os.geteuid() == 0)
+    assert "proxy_next_upstream error timeout http_502 http_503;" in conf and "$host" in conf
+    (tmp_path / "nginx.conf").write_text(conf)
+    (tmp_path / "upstream.conf").write_text(fleet.upstream_conf([8001, 8002]))
+    proc = subprocess.run([binary, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-t"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_prometheus_config_scrapes_every_instance_with_the_committed_job_names() -> None:
+    config = fleet.prometheus_config(["127.0.0.1:1", "127.0.0.1:2"], ["127.0.0.1:3"], "127.0.0.1:4", "2s")
+    jobs = {job["job_name"]: job["static_configs"][0] for job in config["scrape_configs"]}
+    assert jobs["service"] == {"targets": ["127.0.0.1:1", "127.0.0.1:2"], "labels": {"service": "recommender"}}
+    assert jobs["parser"]["targets"] == ["127.0.0.1:3"] and jobs["trainer"]["targets"] == ["127.0.0.1:4"]
+    assert config["global"]["scrape_interval"] == "2s"
+
+
+def test_release_settings_and_commands_without_a_fleet(tmp_path: Path) -> None:
+    assert fleet.parse_env_pairs(["A=1", "B=x=y"]) == {"A": "1", "B": "x=y"}
+    with pytest.raises(fleet.FleetError, match="is not KEY=VALUE"):
+        fleet.parse_env_pairs(["A"])
+    env = {**os.environ, "FLEET_DIR": str(tmp_path / "none")}
+    for command in ("status", "release"):
+        proc = subprocess.run([sys.executable, str(FLEET), command], env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 1 and "no fleet runs from" in proc.stderr
+    proc = subprocess.run([sys.executable, str(FLEET), "down"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and json.loads(proc.stdout) == {"stopped": []}
