@@ -181,9 +181,14 @@ def http_status(url: str, timeout: float = 2.0) -> int:
         return int(exc.code)
 
 
-def _run(argv: list[str], what: str, env: dict[str, str] | None = None, timeout: float = 1800) -> str:
+def _run(argv: list[str], what: str, env: dict[str, str] | None = None, timeout: float = 1800,
+         log: Path | None = None) -> str:
+    """Run one step to its end; its output also goes to `log` when given; a failure is a FleetError."""
     proc = subprocess.run(argv, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True,
                           timeout=timeout)
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise FleetError(f"{what} failed (exit {proc.returncode}): {' | '.join(tail)}")
@@ -453,7 +458,7 @@ def _up(root: Path, state: dict[str, Any], args: argparse.Namespace) -> None:
     state["kafka"] = start_kafka(root)
     _write(root, state)
     env = base_env(state)
-    _run([PY, "-m", "db_utils", "migrate"], "python -m db_utils migrate", env)
+    _run([PY, "-m", "db_utils", "migrate"], "python -m db_utils migrate", env, log=root / "logs" / "migrate.log")
     catalog, events = args.catalog, args.events
     if catalog is None or events is None:
         demo = root / "demo"
@@ -478,7 +483,8 @@ def _up(root: Path, state: dict[str, Any], args: argparse.Namespace) -> None:
     lines = produce_file(state["kafka"]["bootstrap"], events)
     wait_for(lambda: group_caught_up(state["kafka"]["bootstrap"]), timeout=args.timeout, interval=1.0,
              what=f"the parsers' ingest of {lines} lines")
-    _run([PY, "-m", "training", "run", "--catalog", catalog], "the first training run", env)
+    _run([PY, "-m", "training", "run", "--catalog", catalog], "the first training run", env,
+         log=root / "logs" / "training-first.log")
     with locked_state(root) as shared:  # the supervisor starts them now (and restarts them if they die)
         for entry in [*shared["services"], shared["trainer"]]:
             entry["held"] = False
