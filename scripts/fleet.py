@@ -216,12 +216,18 @@ def start_postgres(root: Path) -> dict[str, Any]:
     if not datadir.exists():
         _run([*as_user, f"{bindir}/initdb", "-D", str(datadir), "-A", "trust", "-U", "postgres", "--no-sync"],
              "initdb")
-    port = free_port()
-    opts = f"-p {port} -k {pgdir} -h 127.0.0.1 -c fsync=off -c full_page_writes=off"
-    _run([*as_user, f"{bindir}/pg_ctl", "-D", str(datadir), "-o", opts, "-l", str(pgdir / "log"), "-w", "start"],
-         "pg_ctl start")
-    wait_for(lambda: port_open(port), what="PostgreSQL")
-    return {"port": port, "bindir": bindir, "datadir": str(datadir), "as_user": as_user}
+    pg = {"port": free_port(), "bindir": bindir, "datadir": str(datadir), "as_user": as_user}
+    resume_postgres(pg)
+    return pg
+
+
+def resume_postgres(pg: dict[str, Any]) -> None:
+    """pg_ctl start of the fleet's cluster on its recorded port (at `up`, or after a stop)."""
+    pgdir = Path(pg["datadir"]).parent
+    opts = f"-p {pg['port']} -k {pgdir} -h 127.0.0.1 -c fsync=off -c full_page_writes=off"
+    _run([*pg["as_user"], f"{pg['bindir']}/pg_ctl", "-D", pg["datadir"], "-o", opts, "-l", str(pgdir / "log"),
+          "-w", "start"], "pg_ctl start")
+    wait_for(lambda: port_open(pg["port"]), what="PostgreSQL")
 
 
 def stop_postgres(pg: dict[str, Any]) -> None:

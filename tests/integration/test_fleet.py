@@ -290,3 +290,40 @@ def test_release_settings_and_commands_without_a_fleet(tmp_path: Path) -> None:
         assert proc.returncode == 1 and "no fleet runs from" in proc.stderr
     proc = subprocess.run([sys.executable, str(FLEET), "down"], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and json.loads(proc.stdout) == {"stopped": []}
+
+
+def _served_keys(url: str) -> set[tuple[int, str]]:
+    from sqlalchemy import text
+
+    engine = create(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT user_id, ts FROM recommendations_served"))
+            return {(int(user), ts.isoformat()) for user, ts in rows}
+    finally:
+        engine.dispose()
+
+
+def test_postgresql_restarted_under_load_keeps_answers_200_and_the_parsers_resume(
+        running_fleet: Fleet, tmp_path: Path) -> None:
+    from data_parsing.parser import RecommendationEvent, parse
+
+    status = running_fleet.status()
+    bootstrap = status["kafka"].rsplit("/", 1)[0]
+    pg = json.loads((running_fleet.dir / "state.json").read_text())["postgres"]
+    lines = corrupted_stream(str(tmp_path / "more.log"), events=2000, seed=31)
+    events = [parse(line.decode(errors="replace")) for line in lines]
+    want = {(e.user_id, e.ts.isoformat()) for e in events if isinstance(e, RecommendationEvent)}
+    assert want and not want & _served_keys(status["database_url"])
+    with Load(status["url"], running_fleet.users) as load:
+        _answers_after(load, 20)
+        fleet.stop_postgres(pg)
+        fleet.produce_lines(bootstrap, fleet.TOPIC, lines, key_of=fleet.user_key)
+        _answers_after(load, 20)  # served while the store is down
+        fleet.resume_postgres(pg)
+        _answers_after(load, 20)
+    assert load.failures() == Counter(), f"{load.failures()} of {load.count()} answers failed"
+    wait_for(lambda: fleet.group_caught_up(bootstrap), timeout=120, interval=1.0, what="the parsers' resume")
+    missing = want - _served_keys(status["database_url"])
+    assert not missing, f"{len(missing)} of {len(want)} served lines from the outage never reached the store"
+    assert all(p["alive"] for p in running_fleet.status()["parsers"])
