@@ -4,6 +4,8 @@ offline: the active model version (or --version V) re-scored from the store on i
          holdout, which reproduces the figures its gate recorded, beside most popular and item-kNN
          (--protocol gate, the default); or leave-last-out on the MovieLens demo built from scratch
          through the real parser, jobs and ranking (--protocol leave-last-out); prints a Markdown table.
+availability: per hour, the share of the stream's recommendation requests answered 200 within the
+         simulator's limit (`evaluation.availability`; --serve-metrics PORT exports it).
 online:  from the store, did users watch what they were served (conversion within a window, by day), or
          the two-snapshot comparison (--mode snapshots); --serve-metrics PORT exports the gauge.
 experiment report [--name N] [--out F]: an experiment's arms compared from the store (JSON to F, the
@@ -125,6 +127,11 @@ def _experiment(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["availability"]:  # its own parser: evaluation.availability
+        from evaluation import availability
+
+        return availability.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m evaluation", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     off = sub.add_parser("offline", help="a model version's gate figures from the store, or leave-last-out")

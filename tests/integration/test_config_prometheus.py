@@ -26,7 +26,8 @@ from tests.fixtures.tools import run
 
 EXPERIMENT_RULES = MONITORING / "prometheus" / "experiments.yml"
 TRAINING_RULES = MONITORING / "prometheus" / "training.yml"
-RULE_FILES = (ALERT_RULES, EXPERIMENT_RULES, TRAINING_RULES)
+FLEET_RULES = MONITORING / "prometheus" / "fleet.yml"
+RULE_FILES = (ALERT_RULES, EXPERIMENT_RULES, TRAINING_RULES, FLEET_RULES)
 RULE_TESTS = sorted((MONITORING / "prometheus" / "tests").glob("*.yml"))
 REQUIRED_ALERTS = {
     "RecommenderServiceDown",
@@ -42,6 +43,7 @@ REQUIRED_ALERTS = {
     "ExperimentSampleRatioMismatch",
     "TrainerCycleFailing",
     "TrainerDown",
+    "AvailabilityBelow99",
 }
 
 
