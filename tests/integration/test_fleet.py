@@ -82,7 +82,7 @@ def running_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     # Not under pytest's 0700 temp root: as root, PostgreSQL runs as the postgres user and must reach it.
     state_dir = Path(tempfile.mkdtemp(prefix="fleet-test-"))
     state_dir.chmod(0o755)
-    env = {**os.environ, "FLEET_DIR": str(state_dir), "FLEET_SCRAPE_INTERVAL": "1s",
+    env = {**os.environ, "FLEET_DIR": str(state_dir), "FLEET_SCRAPE_INTERVAL": "1s", "FLEET_RESTART_DELAY": "5",
            "NEIGHBOUR_WARM_COUNT": "200", "MODEL_POLL_SECONDS": "1", "PYTHONPATH": str(ROOT)}
     handle = Fleet(state_dir, env, Path(events), users)
     try:
