@@ -237,13 +237,9 @@ class Recipe:
         from embeddings.collaborative import CollabConfig
         from inference.config import RankConfig
 
-        rank = dict(version.rank_config)
-        if "rating_weights" in rank:
-            rank["rating_weights"] = tuple(rank["rating_weights"])
-        known_rank = {f.name for f in dataclasses.fields(RankConfig)}
         known_collab = {f.name for f in dataclasses.fields(CollabConfig)}
         return cls(CollabConfig(**{k: v for k, v in version.collab_config.items() if k in known_collab}),
-                   RankConfig(**{k: v for k, v in rank.items() if k in known_rank}))
+                   RankConfig.from_record(version.rank_config))
 
 
 def fetch_neighbours(source: Any, movie_ids: Sequence[str], k: int, chunk: int = 500

@@ -8,7 +8,8 @@ naming the variable and the accepted form.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from core.settings import EnvSettings, env
@@ -48,6 +49,16 @@ class RankConfig(EnvSettings):
     formed a plateau in the grid; 0.5 is its middle)."""
     collab_weight: float = env("RANK_COLLAB_WEIGHT", 1.0)
     """Weight of the collaborative (co-watching, collection `movies_cf`) neighbours' similarity."""
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any] | None, base: RankConfig | None = None) -> RankConfig:
+        """The config a model version recorded (`dataclasses.asdict` stored as JSON): unknown keys are
+        ignored, unrecorded fields keep `base`'s values (default: the defaults)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in (record or {}).items() if k in known}
+        if "rating_weights" in values:
+            values["rating_weights"] = tuple(values["rating_weights"])
+        return replace(base or cls(), **values)
 
     def weight_of(self, rating: float | None) -> float:
         """The weight of a history movie with this rating (None counts as `unrated_rating`)."""

@@ -103,8 +103,15 @@ class Recommender:
             model.vectors()
             return 0
         ids = [m for m, _ in self.popular_cache.items[:count]] or [m for m, _ in self.history_source.popular(count)]
+        return self._fill(model, ids)
+
+    def _fill(self, model: ServedModel, ids: Sequence[str], stop: Callable[[], bool] = lambda: False) -> int:
+        """Fetch the lists of `ids` that `model`'s cache lacks, 200 a query, until `stop()` says so;
+        returns how many were fetched."""
         fetched = 0
         for start in range(0, len(ids), 200):
+            if stop():
+                break
             _, missing = model.cache.get_many(ids[start:start + 200])
             if missing:
                 fetched += len(self._fetch(model, missing))
@@ -187,13 +194,8 @@ class Recommender:
         self.warming = True
         try:
             ids = [m for m, _ in self.history_source.popular(count)]
-            for start in range(0, len(ids), 200):
-                if self._clock() - started > self.settings.warm_seconds:
-                    break
-                model = self.model
-                _, missing = model.cache.get_many(ids[start:start + 200])
-                if missing:
-                    fetched += len(self._fetch(model, missing))
+            fetched = self._fill(self.model, ids,
+                                 stop=lambda: self._clock() - started > self.settings.warm_seconds)
             log.info("neighbour warm-up done",
                      extra={"fetched": fetched, "seconds": round(self._clock() - started, 3)})
         except Exception as exc:

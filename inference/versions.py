@@ -19,7 +19,6 @@ the next poll, without a restart.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -97,13 +96,7 @@ class SqlVersionSource:
 
 def rank_config_of(version: Any, fallback: RankConfig) -> RankConfig:
     """The version's recorded `RankConfig` (fields it does not record keep the service's values)."""
-    if version is None:
-        return fallback
-    known = {f.name for f in dataclasses.fields(RankConfig)}
-    values = {k: v for k, v in (version.rank_config or {}).items() if k in known}
-    if "rating_weights" in values:
-        values["rating_weights"] = tuple(values["rating_weights"])
-    return dataclasses.replace(fallback, **values)
+    return fallback if version is None else RankConfig.from_record(version.rank_config, fallback)
 
 
 class ServedModel:

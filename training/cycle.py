@@ -49,10 +49,6 @@ def now_utc() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _recipe_of(version: mv.VersionRow) -> gate.Recipe:
-    return gate.Recipe.from_version(version)
-
-
 @dataclasses.dataclass
 class Context:
     """What a cycle works with (built from the environment by `from_env`; tests pass their own)."""
@@ -170,7 +166,7 @@ def run_cycle(ctx: Context, catalog: str | None = None) -> dict[str, Any]:
     recipe = gate.Recipe(ctx.collab, ctx.service.rank)
     revision = code_revision()
     fingerprint = embedded["fingerprint"] or ""
-    if (active is not None and active.watermark == watermark and _same_recipe(_recipe_of(active), recipe)
+    if (active is not None and active.watermark == watermark and _same_recipe(gate.Recipe.from_version(active), recipe)
             and active.code_revision == revision and active.model_fingerprint == fingerprint
             and ctx.fit is fit_pairs):
         return {"version": active.name, "status": "active", "unchanged": True, "metrics": active.metrics.get(
@@ -211,7 +207,8 @@ def _gate_fit_decide(ctx: Context, steps: Steps, version_id: int, events: list[g
         suffixes = {"candidate": "_gate", "active": "_gate_active"}
         try:
             report = gate.gate_report(
-                events, config, until, recipe, None if active is None else _recipe_of(active), content=content,
+                events, config, until, recipe, None if active is None else gate.Recipe.from_version(active),
+                content=content,
                 make_collab=lambda role: ctx.store(ctx.collab_name(version_id, suffixes[role])), fit=ctx.fit,
                 active_fit=fit_pairs, service=ctx.service)
         finally:
