@@ -19,6 +19,8 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 
+from evaluation.registry import PerRegistry
+
 DEFAULT_LIMIT_MS = 800.0
 
 
@@ -69,20 +71,13 @@ def availability_report(engine: Any, limit_ms: float = DEFAULT_LIMIT_MS,
             "availability": ok / requests if requests else None, "hours": hours}
 
 
-_gauges: dict[int, tuple[Gauge, Gauge]] = {}
-
-
-def gauges(registry: CollectorRegistry = REGISTRY) -> tuple[Gauge, Gauge]:
-    """(`online_availability_ratio`, `online_availability_requests`) in `registry`, created once."""
-    key = id(registry)
-    if key not in _gauges:
-        _gauges[key] = (
-            Gauge("online_availability_ratio", "Share of the latest hour's recommendation requests answered 200 "
-                  "under the latency limit", registry=registry),
-            Gauge("online_availability_requests", "Recommendation requests in the latest hour with traffic",
-                  registry=registry),
-        )
-    return _gauges[key]
+gauges: PerRegistry[tuple[Gauge, Gauge]] = PerRegistry(lambda registry: (
+    Gauge("online_availability_ratio", "Share of the latest hour's recommendation requests answered 200 "
+          "under the latency limit", registry=registry),
+    Gauge("online_availability_requests", "Recommendation requests in the latest hour with traffic",
+          registry=registry),
+))
+"""(`online_availability_ratio`, `online_availability_requests`) in a registry, created once."""
 
 
 def update_gauges(engine: Any, limit_ms: float = DEFAULT_LIMIT_MS, registry: CollectorRegistry = REGISTRY,

@@ -27,6 +27,8 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 
+from evaluation.registry import PerRegistry
+
 log = logging.getLogger("evaluation.online")
 
 
@@ -143,16 +145,10 @@ def snapshots_report(engine: Any, first: datetime, second: datetime) -> dict[str
     return snapshots(served, watched, first, second)
 
 
-_gauges: dict[int, Gauge] = {}
-
-
-def conversion_gauge(registry: CollectorRegistry = REGISTRY) -> Gauge:
-    """The `online_conversion_rate` gauge in ``registry`` (created once per registry)."""
-    key = id(registry)
-    if key not in _gauges:
-        _gauges[key] = Gauge("online_conversion_rate", "Share of served recommendations followed by a watch of "
-                             "a recommended movie within 24 h", registry=registry)
-    return _gauges[key]
+conversion_gauge: PerRegistry[Gauge] = PerRegistry(lambda registry: Gauge(
+    "online_conversion_rate", "Share of served recommendations followed by a watch of a recommended movie "
+    "within 24 h", registry=registry))
+"""The `online_conversion_rate` gauge in a registry (created once per registry)."""
 
 
 def update_gauge(engine: Any, window_hours: float = 24.0, registry: CollectorRegistry = REGISTRY,

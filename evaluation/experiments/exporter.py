@@ -20,6 +20,8 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 
+from evaluation.registry import PerRegistry
+
 _NAMES = {
     "worse": ("experiment_treatment_worse", "1 when a treatment converts significantly worse than control",
               ("experiment",)),
@@ -29,19 +31,12 @@ _NAMES = {
                    "movie within the window", ("experiment", "arm", "model_version")),
     "users": ("experiment_users", "Users an experiment's arm served", ("experiment", "arm")),
 }
-# Per registry (weakly held: a registry that is dropped takes its entries along, and a new one at the same
-# address starts afresh): its gauges, and the label sets each experiment has set in them.
-_gauges: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, Gauge]] = weakref.WeakKeyDictionary()
+gauges: PerRegistry[dict[str, Gauge]] = PerRegistry(lambda registry: {
+    k: Gauge(name, doc, labels, registry=registry) for k, (name, doc, labels) in _NAMES.items()})
+"""The four gauges in a registry (created once per registry)."""
+# Per registry (weakly held, as `gauges`): the label sets each experiment has set in it.
 _series: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, list[tuple[str, tuple[str, ...]]]]] = \
     weakref.WeakKeyDictionary()
-
-
-def gauges(registry: CollectorRegistry = REGISTRY) -> dict[str, Gauge]:
-    """The four gauges in ``registry`` (created once per registry)."""
-    if registry not in _gauges:
-        _gauges[registry] = {k: Gauge(name, doc, labels, registry=registry)
-                             for k, (name, doc, labels) in _NAMES.items()}
-    return _gauges[registry]
 
 
 def forget(experiment: str, registry: CollectorRegistry = REGISTRY) -> None:
