@@ -10,8 +10,8 @@ service instance, parser or trainer on its own port within about a second; `down
 `release` rolls the service instances one at a time through nginx (drain, restart, wait for /ready,
 put back) and rolls an instance back to its previous settings when the new one never gets ready.
 
-The start helpers (free ports, waits, the PostgreSQL binaries, topic creation, producing lines) are the
-test fixtures' own (tests/fixtures/), so the fleet starts each engine exactly as the tests do.
+The start helpers (free ports, waits, the PostgreSQL binaries, topic creation, producing lines) live in
+deploy/local.py, which the test fixtures import too, so the fleet starts each engine exactly as the tests do.
 """
 
 from __future__ import annotations
@@ -36,9 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.fixtures.kafka import create_topic, produce_lines  # noqa: E402
-from tests.fixtures.postgres import _pg_bin  # noqa: E402
-from tests.fixtures.services import free_port, port_open, wait_for  # noqa: E402
+from deploy.local import create_topic, free_port, pg_bin, port_open, produce_lines, wait_for  # noqa: E402
 
 TOPIC = "movielog"
 GROUP = "movie-recommender-fleet"
@@ -207,7 +205,7 @@ def _run(argv: list[str], what: str, env: dict[str, str] | None = None, timeout:
 
 def start_postgres(root: Path) -> dict[str, Any]:
     """initdb + pg_ctl start on 127.0.0.1 (as the postgres user when run as root), as the test fixture does."""
-    bindir = _pg_bin()
+    bindir = pg_bin()
     if bindir is None:
         raise FleetError("PostgreSQL server binaries are not installed (apt-get install -y postgresql).")
     pgdir = root / "postgres"
@@ -683,15 +681,16 @@ def release_parser(root: Path, name: str, overrides: dict[str, str], ready_timeo
         with locked_state(root) as state:
             entry = next(p for p in state["parsers"] if p["name"] == name)
             entry["env"] = env
-            marks = {p["name"]: _log_size(root, p["name"]) for p in state["parsers"]}
+            mark = _log_size(root, name)  # what it logs from here on is the new process's
             start_entry(root, state, entry)
-            pid, port, names = entry["pid"], entry["env"]["PARSER_METRICS_PORT"], list(marks)
+            pid, port = entry["pid"], entry["env"]["PARSER_METRICS_PORT"]
+            others = [p["name"] for p in state["parsers"] if p["name"] != name]
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline and pid_alive(pid):
-            mine = partitions_held(root / "logs" / f"{name}.log", marks[name])
-            others = [partitions_held(root / "logs" / f"{n}.log", 0) for n in names if n != name]
+            mine = partitions_held(root / "logs" / f"{name}.log", mark)
+            held = [partitions_held(root / "logs" / f"{other}.log", 0) for other in others]
             with contextlib.suppress(OSError):
-                if mine and all(others) and http_status(f"http://127.0.0.1:{port}/metrics") == 200:
+                if mine and all(held) and http_status(f"http://127.0.0.1:{port}/metrics") == 200:
                     return True
             time.sleep(0.3)
         return False

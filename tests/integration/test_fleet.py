@@ -90,7 +90,7 @@ def running_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """`fleet.py up` on the demo slice (short scrape interval, small warm-up); `down` afterwards."""
     for binary in ("nginx", "prometheus"):
         require_binary(binary, f"/usr/sbin/{binary}")
-    if fleet._pg_bin() is None:
+    if fleet.pg_bin() is None:
         unavailable("PostgreSQL server binaries are not installed (apt-get install postgresql)")
     root = tmp_path_factory.mktemp("fleet")
     write_movielens(str(root / "full"))
