@@ -387,47 +387,61 @@ def _training(handle: Fleet, *args: str, env: dict[str, str] | None = None) -> d
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_a_promotion_during_a_rolling_release_switches_each_user_once(running_fleet: Fleet) -> None:
+def test_promotions_during_a_rolling_release_never_take_a_user_back_to_an_older_version(
+        running_fleet: Fleet) -> None:
     state = json.loads((running_fleet.dir / "state.json").read_text())
     ports = [s["port"] for s in state["services"]]
     old = fleet.wait_coherent(ports, 60)
-    # A second, fitted version beside the served one (a slightly different recipe): the gate may promote
-    # it (then back to the served one) or reject it; either way the promotion under test is old -> new.
-    made = _training(running_fleet, "run", "--catalog", state["catalog"], env={"RANK_POPULARITY_WEIGHT": "0.06"})
-    new = made["version"]
-    assert new != old and made["status"] in ("active", "rejected"), made
-    if made["status"] == "active":
-        assert _training(running_fleet, "rollback")["active"] == old
+    # Two more fitted versions beside the served one (slightly different recipes; the gate may promote or
+    # reject each, either way they can be promoted by hand), then the served one again.
+    order = [old]
+    for weight in ("0.06", "0.07"):
+        made = _training(running_fleet, "run", "--catalog", state["catalog"], env={"RANK_POPULARITY_WEIGHT": weight})
+        assert made["status"] in ("active", "rejected") and made["version"] not in order, made
+        order.append(made["version"])
+    assert _training(running_fleet, "promote", old)["active"] == old
     fleet.wait_coherent(ports, 60, want=old)
     before = {s["name"]: s["pid"] for s in running_fleet.status()["services"]}
+    conf = running_fleet.dir / "nginx" / "nginx.conf"
     status = running_fleet.status()
+    promotions: list[tuple[float, float]] = []  # (sent, returned) of each `fleet.py promote`
+
+    def promote(version: str) -> None:
+        sent = time.monotonic()
+        proc = running_fleet.run("promote", version, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        promotions.append((sent, time.monotonic()))
+
     with Load(status["url"], running_fleet.users) as load:
         _answers_after(load, 20)
         release = subprocess.Popen(
             [sys.executable, str(FLEET), "release", "--roles", "services", "--env", "RECOMMEND_HISTORY_SIZE=45"],
             cwd=ROOT, env=running_fleet.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:  # promote while the release has service-0 drained and restarting
+        try:
+            # the first while service-0 is drained and restarting (only service-1 in nginx) ...
             wait_for(lambda: _service(running_fleet.status(), "service-0")["pid"] != before["service-0"],
                      timeout=120, interval=0.2, what="the release restarting service-0")
-            promote_sent = time.monotonic()
-            promoted = running_fleet.run("promote", new, timeout=300)
-            promote_done = time.monotonic()
+            promote(order[1])
+            _answers_after(load, 10)
+            # ... the second once service-0 is back beside service-1 (or, if that moment passed, later)
+            wait_for(lambda: " down;" not in conf.read_text() or release.poll() is not None, timeout=180,
+                     interval=0.1, what="service-0 put back")
+            promote(order[2])
             out, err = release.communicate(timeout=300)
         finally:
             if release.poll() is None:
                 release.kill()
         _answers_after(load, 30)
-    assert promoted.returncode == 0, promoted.stderr
     assert release.returncode == 0 and json.loads(out)["released"] == [
         {"name": "service-0", "released": True}, {"name": "service-1", "released": True}], out + err
     assert load.failures() == Counter(), f"{load.failures()} of {load.count()} answers failed"
     answers = list(zip(load.answers, load.times, strict=True))
-    assert {version for (_, _, version), _ in answers} == {old, new}
-    early = Counter(version for (_, _, version), (_, got) in answers if got < promote_sent)
-    late = Counter(version for (_, _, version), (sent, _) in answers if sent > promote_done)
-    assert set(early) == {old} and set(late) == {new}, f"before the promotion {early}, after it {late}"
-    seen_new: set[int] = set()
+    assert {version for (_, _, version), _ in answers} == set(order), order
+    early = Counter(version for (_, _, version), (_, got) in answers if got < promotions[0][0])
+    late = Counter(version for (_, _, version), (sent, _) in answers if sent > promotions[-1][1])
+    assert set(early) == {old} and set(late) == {order[2]}, f"before the promotions {early}, after them {late}"
+    newest: dict[int, int] = {}
     for (user, _, version), _ in answers:  # in the order each user received them
-        assert not (version == old and user in seen_new), f"user {user} got {old} after {new}"
-        if version == new:
-            seen_new.add(user)
+        rank = order.index(version)
+        assert rank >= newest.get(user, 0), f"user {user} got {version} after {order[newest[user]]}"
+        newest[user] = rank
