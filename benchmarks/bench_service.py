@@ -303,6 +303,16 @@ def mix_paths(known: list[int], max_user: int, n: int, seed: int) -> list[str]:
     return paths
 
 
+def open_store(args: argparse.Namespace, prefix: str) -> tuple[str, dict, list[int], int]:
+    """The store --store names, in --workdir (or a new temp dir named `prefix`...), built by the flags
+    --users, --movies, --events, --seed; returns (workdir, env, known user ids, max user id)."""
+    workdir = args.workdir or tempfile.mkdtemp(prefix=prefix)
+    os.makedirs(workdir, exist_ok=True)
+    if args.store == "movielens":
+        return workdir, *build_movielens(workdir)
+    return workdir, *build_store(workdir, args.users, args.movies, args.events, args.seed)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=1_000_000)
@@ -328,12 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the store here and reuse it when built with the same flags (default: temp)")
     args = parser.parse_args(argv)
 
-    workdir = args.workdir or tempfile.mkdtemp(prefix="bench-service-")
-    os.makedirs(workdir, exist_ok=True)
-    if args.store == "movielens":
-        env, known, max_user = build_movielens(workdir)
-    else:
-        env, known, max_user = build_store(workdir, args.users, args.movies, args.events, args.seed)
+    workdir, env, known, max_user = open_store(args, "bench-service-")
     goals = (0.5, 15.0, 0.02) if args.store == "movielens" else (0.4, 25.0, 0.05)
     env.update({"GUNICORN_WORKERS": str(args.workers), "ACCESS_LOG": "0" if args.no_access_log else "1"})
     sample = random.Random(args.seed).sample(known, min(len(known), 20_000))

@@ -10,8 +10,8 @@ service instance, parser or trainer on its own port within about a second; `down
 `release` rolls the service instances one at a time through nginx (drain, restart, wait for /ready,
 put back) and rolls an instance back to its previous settings when the new one never gets ready.
 
-The start helpers (free ports, waits, the PostgreSQL binaries, topic creation, producing lines) are the
-test fixtures' own (tests/fixtures/), so the fleet starts each engine exactly as the tests do.
+The start helpers (free ports, waits, the PostgreSQL binaries, topic creation, producing lines) live in
+deploy/local.py, which the test fixtures import too, so the fleet starts each engine exactly as the tests do.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import signal
-import string
 import subprocess
 import sys
 import time
@@ -37,9 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.fixtures.kafka import create_topic, produce_lines  # noqa: E402
-from tests.fixtures.postgres import _pg_bin  # noqa: E402
-from tests.fixtures.services import free_port, port_open, wait_for  # noqa: E402
+from deploy.local import create_topic, free_port, pg_bin, port_open, produce_lines, wait_for  # noqa: E402
 
 TOPIC = "movielog"
 GROUP = "movie-recommender-fleet"
@@ -56,21 +53,29 @@ class FleetError(RuntimeError):
 # ---------------------------------------------------------------- pure parts
 
 
-def upstream_conf(ports: list[int], down: frozenset[int] = frozenset(), max_fails: int = 1,
-                  fail_timeout: str = "5s") -> str:
-    """nginx `upstream recommender` block over the instances' ports; ports in `down` are marked down."""
-    lines = ["upstream recommender {"]
-    for port in ports:
-        mark = " down" if port in down else ""
-        lines.append(f"    server 127.0.0.1:{port} max_fails={max_fails} fail_timeout={fail_timeout}{mark};")
-    lines += ["    keepalive 16;", "}", ""]
-    return "\n".join(lines)
+NGINX_PLACEHOLDERS = ("prefix", "listen", "user_line", "servers")
 
 
-def nginx_conf(prefix: str, port: int, as_root: bool) -> str:
-    """The rendered deploy/fleet/nginx.conf.template for a prefix directory and a listening port."""
-    template = string.Template((TEMPLATES / "nginx.conf.template").read_text())
-    return template.substitute(prefix=prefix, port=port, user_line="user root;" if as_root else "")
+def server_line(address: str, down: bool = False, max_fails: int = 1, fail_timeout: str = "5s") -> str:
+    """One `server` line of the `recommender` upstream (compose's `servers` is this for service:8082)."""
+    return f"server {address} max_fails={max_fails} fail_timeout={fail_timeout}{' down' if down else ''};"
+
+
+def render_template(text: str, values: dict[str, str]) -> str:
+    """`envsubst '${prefix} ${listen} ${user_line} ${servers}'` in Python: only those names are replaced."""
+    for name in NGINX_PLACEHOLDERS:
+        text = text.replace("${" + name + "}", values[name])
+    return text
+
+
+def nginx_conf(prefix: str, port: int, as_root: bool, ports: list[int],
+               down: frozenset[int] = frozenset()) -> str:
+    """deploy/fleet/nginx.conf.template for the fleet: its prefix, 127.0.0.1:port, one server per instance
+    port (those in `down` marked down, i.e. drained)."""
+    servers = "\n        ".join(server_line(f"127.0.0.1:{p}", p in down) for p in ports)
+    return render_template((TEMPLATES / "nginx.conf.template").read_text(),
+                           {"prefix": prefix, "listen": f"127.0.0.1:{port}",
+                            "user_line": "user root;" if as_root else "", "servers": servers})
 
 
 def prometheus_config(services: list[str], parsers: list[str], trainer: str | None, interval: str = "5s") -> dict:
@@ -200,7 +205,7 @@ def _run(argv: list[str], what: str, env: dict[str, str] | None = None, timeout:
 
 def start_postgres(root: Path) -> dict[str, Any]:
     """initdb + pg_ctl start on 127.0.0.1 (as the postgres user when run as root), as the test fixture does."""
-    bindir = _pg_bin()
+    bindir = pg_bin()
     if bindir is None:
         raise FleetError("PostgreSQL server binaries are not installed (apt-get install -y postgresql).")
     pgdir = root / "postgres"
@@ -377,20 +382,26 @@ def start_nginx(root: Path, state: dict[str, Any]) -> dict[str, Any]:
     prefix = root / "nginx"
     for sub in ("logs", "tmp"):
         (prefix / sub).mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    (prefix / "nginx.conf").write_text(nginx_conf(str(prefix), port, os.geteuid() == 0))
-    (prefix / "upstream.conf").write_text(upstream_conf([s["port"] for s in state["services"]]))
+    state["nginx"] = {"port": free_port()}
+    write_nginx_conf(root, state, frozenset())
     argv = [binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
     _run([*argv, "-t"], "nginx -t")
     pid = spawn(root, "nginx", argv)
+    port = state["nginx"]["port"]
     wait_for(lambda: pid_alive(pid) and port_open(port), timeout=20, what="nginx")
     return {"pid": pid, "port": port, "argv": argv}
 
 
+def write_nginx_conf(root: Path, state: dict[str, Any], down: frozenset[int]) -> None:
+    """Render nginx.conf for the instances in state (ports in `down` marked down)."""
+    conf = nginx_conf(str(root / "nginx"), state["nginx"]["port"], os.geteuid() == 0,
+                      [s["port"] for s in state["services"]], down)
+    (root / "nginx" / "nginx.conf").write_text(conf)
+
+
 def reload_nginx(state: dict[str, Any], root: Path, down: frozenset[int]) -> None:
-    """Rewrite upstream.conf (ports in `down` marked down) and `nginx -s reload`; waits for the new workers."""
-    prefix = root / "nginx"
-    (prefix / "upstream.conf").write_text(upstream_conf([s["port"] for s in state["services"]], down))
+    """Re-render nginx.conf (ports in `down` marked down) and `nginx -s reload`; waits for the new workers."""
+    write_nginx_conf(root, state, down)
     _run([*state["nginx"]["argv"], "-s", "reload"], "nginx -s reload")
     time.sleep(1.0)  # new workers take over; the old ones finish their requests and exit
 
@@ -564,16 +575,57 @@ def parse_env_pairs(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+@contextlib.contextmanager
+def version_lock(root: Path) -> Iterator[None]:
+    """Serializes `promote` with the release steps that move users between instances (drain, put back)."""
+    with open(root / "version.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def served_version(port: int) -> str | None:
+    """The model version an instance serves (its /model/info), None when it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/model/info", timeout=2) as response:
+            return str(json.loads(response.read())["model_version"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def wait_coherent(ports: list[int], timeout: float, want: str | None = None) -> str:
+    """Wait until every instance on `ports` serves one version (`want` when given); that version.
+
+    With one gunicorn worker per instance (the fleet's default) an instance switches at one moment."""
+    deadline = time.monotonic() + timeout
+    seen: set[str | None] = set()
+    while time.monotonic() < deadline:
+        seen = {served_version(port) for port in ports}
+        if len(seen) == 1 and None not in seen and (want is None or want in seen):
+            return str(seen.pop())
+        time.sleep(0.2)
+    raise FleetError(f"the instances on {ports} did not serve one version{f' ({want})' if want else ''} within "
+                     f"{timeout:.0f} s: {sorted(map(str, seen))}.")
+
+
+def in_upstream(state: dict[str, Any]) -> list[int]:
+    """Ports of the instances nginx sends requests to (not held by a release or before the first start)."""
+    return [s["port"] for s in state["services"] if not s["held"]]
+
+
 def release_instance(root: Path, name: str, overrides: dict[str, str], ready_timeout: float) -> bool:
     """Drain `name` in nginx, restart it with `overrides`, wait for /ready, put it back.
 
-    On a failed readiness check the instance is restarted with its previous settings (rollback) and
-    put back once ready; returns whether the new settings took."""
-    with locked_state(root) as state:
-        entry = next(s for s in state["services"] if s["name"] == name)
-        entry["held"] = True  # the supervisor leaves it alone while it is rolled
-        port, old_pid, previous = entry["port"], entry["pid"], dict(entry["env"])
-        reload_nginx(state, root, frozenset({port}))
+    It is drained and put back only while every instance in nginx serves one model version (under the
+    version lock, so no `promote` runs in between): the users that move between instances see the same
+    version on both. On a failed readiness check the instance is restarted with its previous settings
+    (rollback) and put back once ready; returns whether the new settings took."""
+    with version_lock(root):
+        wait_coherent(in_upstream(read_state(root) or {"services": []}), ready_timeout)
+        with locked_state(root) as state:
+            entry = next(s for s in state["services"] if s["name"] == name)
+            entry["held"] = True  # the supervisor leaves it alone while it is rolled
+            port, old_pid, previous = entry["port"], entry["pid"], dict(entry["env"])
+            reload_nginx(state, root, frozenset({port}))
     stop_pid(old_pid)  # SIGTERM: gunicorn finishes the requests in flight (graceful_timeout)
 
     def restart(env: dict[str, str]) -> bool:
@@ -588,26 +640,110 @@ def release_instance(root: Path, name: str, overrides: dict[str, str], ready_tim
         stop_pid(_pid_now(root, name), grace=2.0)
         if not restart(previous):
             raise FleetError(f"{name} did not get ready with its previous settings either; it stays drained.")
-    with locked_state(root) as state:
-        next(s for s in state["services"] if s["name"] == name)["held"] = False
-        reload_nginx(state, root, frozenset())
+    with version_lock(root):
+        wait_coherent([port, *in_upstream(read_state(root) or {"services": []})], ready_timeout)
+        with locked_state(root) as state:
+            next(s for s in state["services"] if s["name"] == name)["held"] = False
+            reload_nginx(state, root, frozenset())
     return took
 
 
+def partitions_held(log: Path, since: int) -> list[int] | None:
+    """The partitions a parser holds by its log after byte `since`: its last `partitions_assigned` or
+    `partitions_revoked` line; None when it logged neither yet."""
+    held: list[int] | None = None
+    with contextlib.suppress(FileNotFoundError), open(log, "rb") as fh:
+        fh.seek(since)
+        for line in fh:
+            if b'"partitions_' not in line:
+                continue
+            with contextlib.suppress(ValueError):
+                event = json.loads(line)
+                if event.get("event") == "partitions_assigned":
+                    held = list(event["partitions"])
+                elif event.get("event") == "partitions_revoked":
+                    held = []
+    return held
+
+
+def release_parser(root: Path, name: str, overrides: dict[str, str], ready_timeout: float) -> bool:
+    """Roll one parser: SIGTERM (it applies and commits the batch in hand, closes its consumer and so leaves
+    the group), start it with `overrides`, wait until it holds partitions again beside the group's other
+    parsers and answers /metrics. One that does not is restarted with its previous settings; returns
+    whether the new settings took."""
+    with locked_state(root) as state:
+        entry = next(p for p in state["parsers"] if p["name"] == name)
+        entry["held"] = True
+        old_pid, previous = entry["pid"], dict(entry["env"])
+    stop_pid(old_pid, grace=60.0)  # a clean exit: committed offsets, LeaveGroup
+
+    def restart(env: dict[str, str]) -> bool:
+        with locked_state(root) as state:
+            entry = next(p for p in state["parsers"] if p["name"] == name)
+            entry["env"] = env
+            mark = _log_size(root, name)  # what it logs from here on is the new process's
+            start_entry(root, state, entry)
+            pid, port = entry["pid"], entry["env"]["PARSER_METRICS_PORT"]
+            others = [p["name"] for p in state["parsers"] if p["name"] != name]
+        deadline = time.monotonic() + ready_timeout
+        while time.monotonic() < deadline and pid_alive(pid):
+            mine = partitions_held(root / "logs" / f"{name}.log", mark)
+            held = [partitions_held(root / "logs" / f"{other}.log", 0) for other in others]
+            with contextlib.suppress(OSError):
+                if mine and all(held) and http_status(f"http://127.0.0.1:{port}/metrics") == 200:
+                    return True
+            time.sleep(0.3)
+        return False
+
+    took = restart({**previous, **overrides})
+    if not took:
+        stop_pid(_pid_now(root, name), grace=10.0)
+        if not restart(previous):
+            raise FleetError(f"{name} held no partitions with its previous settings either (see its log).")
+    with locked_state(root) as state:
+        next(p for p in state["parsers"] if p["name"] == name)["held"] = False
+    return took
+
+
+def _log_size(root: Path, name: str) -> int:
+    path = root / "logs" / f"{name}.log"
+    return path.stat().st_size if path.exists() else 0
+
+
 def cmd_release(args: argparse.Namespace) -> int:
+    """Roll the service instances, then the parsers (--roles), one at a time; stop at the first one
+    rolled back (exit 1)."""
     root = fleet_dir()
     state = read_state(root)
     if state is None or "nginx" not in state:
         raise FleetError(f"no fleet runs from {root}: run `fleet.py up`.")
     overrides = parse_env_pairs(args.env)
+    roles = [(e["name"], release_instance) for e in state["services"] if args.roles in ("all", "services")]
+    roles += [(p["name"], release_parser) for p in state["parsers"] if args.roles in ("all", "parsers")]
     done = []
-    for entry in state["services"]:
-        took = release_instance(root, entry["name"], overrides, args.ready_timeout)
-        done.append({"name": entry["name"], "released": took})
+    for name, roll in roles:
+        took = roll(root, name, overrides, args.ready_timeout)
+        done.append({"name": name, "released": took})
         if not took:
-            print(json.dumps({"released": done, "rolled_back": entry["name"]}), flush=True)
+            print(json.dumps({"released": done, "rolled_back": name}), flush=True)
             return 1
     print(json.dumps({"released": done}), flush=True)
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    """`python -m training promote V` under the version lock, then wait until every instance in nginx
+    serves V (a release waits meanwhile, and an instance it puts back must serve V too)."""
+    root = fleet_dir()
+    state = read_state(root)
+    if state is None or "nginx" not in state:
+        raise FleetError(f"no fleet runs from {root}: run `fleet.py up`.")
+    with version_lock(root):
+        _run([PY, "-m", "training", "promote", args.version], f"python -m training promote {args.version}",
+             base_env(state), timeout=120)
+        ports = in_upstream(read_state(root) or state)
+        wait_coherent(ports, args.timeout, want=args.version)
+    print(json.dumps({"promoted": args.version, "instances": ports}), flush=True)
     return 0
 
 
@@ -628,7 +764,13 @@ def main(argv: list[str] | None = None) -> int:
     rel = sub.add_parser("release", help="roll the service instances one at a time")
     rel.add_argument("--env", action="append", default=[], help="KEY=VALUE for the new revision")
     rel.add_argument("--ready-timeout", type=float, default=60.0)
+    rel.add_argument("--roles", choices=("all", "services", "parsers"), default="all",
+                     help="which roles to roll (default: the service instances, then the parsers)")
     rel.set_defaults(func=cmd_release)
+    promote = sub.add_parser("promote", help="promote a model version; returns once every instance serves it")
+    promote.add_argument("version", help="e.g. v2")
+    promote.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the instances")
+    promote.set_defaults(func=cmd_promote)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

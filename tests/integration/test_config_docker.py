@@ -6,12 +6,15 @@ on the team's runners (docs/operations.md).
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.fixtures.services import require_binary
 from tests.fixtures.tools import run, venv_tool
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,7 +135,7 @@ def test_stack_has_every_part_and_a_health_based_start_order():
     } <= set(services)
     service = services["service"]
     assert service["command"] == ["gunicorn", "-c", "inference/gunicorn.conf.py", "inference.wsgi:app"]
-    assert service["ports"] == ["8082:8082"]
+    assert "ports" not in service and services["nginx"]["ports"] == ["8082:8082"]  # nginx publishes 8082
     # the service waits for the schema, and only softly for the trainer (it serves content vectors until
     # the first cycle promotes a version)
     assert service["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
@@ -189,3 +192,48 @@ def test_env_example_defines_every_variable_compose_needs_without_a_default():
     }
     assert needed, "the compose file reads its settings from the environment"
     assert needed <= defined, f"missing from .env.example: {sorted(needed - defined)}"
+
+
+def _fleet_module():
+    spec = importlib.util.spec_from_file_location("fleet_for_compose", REPO / "scripts" / "fleet.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compose_runs_the_fleets_topology():
+    """Two service replicas behind nginx, two parsers in one consumer group, the trainer (as fleet.py up)."""
+    services = compose()["services"]
+    assert services["service"]["deploy"]["replicas"] == 2
+    assert services["service"]["environment"]["GUNICORN_WORKERS"] == "1"  # one switch moment per replica
+    assert services["service"]["expose"] == ["8082"]
+    parser = services["parser"]
+    assert parser["deploy"]["replicas"] == 2
+    assert parser["environment"]["KAFKA_GROUP_ID"] == "${KAFKA_GROUP_ID:-movie-recommender}"
+    assert "trainer" in services and services["nginx"]["depends_on"] == {"service": {"condition": "service_healthy"}}
+
+
+def test_compose_nginx_renders_the_fleets_own_template_as_the_fleet_does(tmp_path):
+    """compose's nginx mounts deploy/fleet/nginx.conf.template and renders it with envsubst over the
+    template's placeholders: run that very shell line here and compare with fleet.py's rendering."""
+    envsubst = require_binary("envsubst", "/usr/bin/envsubst")
+    fleet = _fleet_module()
+    nginx = compose()["services"]["nginx"]
+    template = "/etc/nginx/fleet/nginx.conf.template"
+    assert nginx["volumes"] == [f"./deploy/fleet/nginx.conf.template:{template}:ro"]
+    env = dict(nginx["environment"])
+    assert set(env) == set(fleet.NGINX_PLACEHOLDERS)
+    assert env["servers"] == fleet.server_line("service:8082")  # the fleet's server line, compose's address
+    assert nginx["command"][:2] == ["sh", "-c"]
+    line = nginx["command"][2].replace("$$", "$")  # compose's escape for a literal dollar
+    render = line.split(" && exec nginx")[0].replace(template, str(REPO / "deploy" / "fleet" / "nginx.conf.template"))
+    env["prefix"] = str(tmp_path)
+    done = subprocess.run(["sh", "-c", render], env={**env, "PATH": str(Path(envsubst).parent)}, capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    rendered = (tmp_path / "nginx.conf").read_text()
+    assert rendered == fleet.render_template((REPO / "deploy" / "fleet" / "nginx.conf.template").read_text(), env)
+    assert "listen 8082;" in rendered and "server service:8082 max_fails=1" in rendered and "$host" in rendered
+    assert (tmp_path / "logs").is_dir()
+    assert line.rstrip().endswith('exec nginx -p "${prefix}" -c "${prefix}/nginx.conf"')

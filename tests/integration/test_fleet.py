@@ -56,6 +56,24 @@ class Fleet:
     env: dict[str, str]
     events: Path
     users: list[int]
+    produced: list[bytes] = field(default_factory=list)  # every line produced to the topic, in order
+
+    def produce(self, bootstrap: str, lines: list[bytes]) -> None:
+        fleet.produce_lines(bootstrap, fleet.TOPIC, lines, key_of=fleet.user_key)
+        self.produced.extend(lines)
+
+    def store_matches_a_clean_ingest(self, database_url: str, tmp_path: Path) -> None:
+        """The fleet's store equals one clean single-parser pass over every line produced so far."""
+        want = _reference_store(tmp_path, self.produced)
+        engine = create(database_url)
+        try:
+            got = comparable_state(engine)
+        finally:
+            engine.dispose()
+        for table in want:
+            missing, extra_rows = set(want[table]) - set(got[table]), set(got[table]) - set(want[table])
+            assert not missing and not extra_rows, f"{table}: {len(missing)} missing, {len(extra_rows)} extra"
+            assert got[table] == want[table], f"{table}: same rows, different multiplicities"
 
     def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, str(FLEET), *args], cwd=ROOT, env=self.env, capture_output=True,
@@ -72,7 +90,7 @@ def running_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """`fleet.py up` on the demo slice (short scrape interval, small warm-up); `down` afterwards."""
     for binary in ("nginx", "prometheus"):
         require_binary(binary, f"/usr/sbin/{binary}")
-    if fleet._pg_bin() is None:
+    if fleet.pg_bin() is None:
         unavailable("PostgreSQL server binaries are not installed (apt-get install postgresql)")
     root = tmp_path_factory.mktemp("fleet")
     write_movielens(str(root / "full"))
@@ -84,7 +102,8 @@ def running_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     state_dir.chmod(0o755)
     env = {**os.environ, "FLEET_DIR": str(state_dir), "FLEET_SCRAPE_INTERVAL": "1s", "FLEET_RESTART_DELAY": "5",
            "NEIGHBOUR_WARM_COUNT": "200", "MODEL_POLL_SECONDS": "1", "PYTHONPATH": str(ROOT)}
-    handle = Fleet(state_dir, env, Path(events), users)
+    handle = Fleet(state_dir, env, Path(events), users,
+                   [line for line in Path(events).read_bytes().splitlines() if line.strip()])
     try:
         proc = handle.run("up", "--catalog", catalog, "--events", events, "--timeout", "240", timeout=420)
         assert proc.returncode == 0, f"fleet up failed: {proc.stderr[-3000:]}"
@@ -104,22 +123,30 @@ class Load:
     users: list[int]
     threads: int = 3
     answers: list[tuple[int, int | str, str]] = field(default_factory=list)  # (user, status|error, version)
+    times: list[tuple[float, float]] = field(default_factory=list)  # each answer's (sent, received), monotonic
     _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
     _workers: list[threading.Thread] = field(default_factory=list)
 
     def _loop(self, offset: int) -> None:
-        i = offset
+        mine = self.users[offset::self.threads]  # each user's requests come from one thread, one at a time
+        i = 0
         while not self._stop.is_set():
-            user = self.users[i % len(self.users)]
-            i += self.threads
+            user = mine[i % len(mine)]
+            i += 1
+            sent = time.monotonic()
             try:
                 with urllib.request.urlopen(f"{self.url}/recommend/{user}", timeout=20) as response:
                     response.read()
-                    self.answers.append((user, response.status, response.headers.get("X-Model-Version", "")))
+                    answer: tuple[int, int | str, str] = (user, response.status,
+                                                         response.headers.get("X-Model-Version", ""))
             except urllib.error.HTTPError as exc:
-                self.answers.append((user, exc.code, ""))
+                answer = (user, exc.code, "")
             except OSError as exc:
-                self.answers.append((user, f"{type(exc).__name__}: {exc}", ""))
+                answer = (user, f"{type(exc).__name__}: {exc}", "")
+            with self._lock:
+                self.answers.append(answer)
+                self.times.append((sent, time.monotonic()))
 
     def __enter__(self) -> Load:
         self._workers = [threading.Thread(target=self._loop, args=(n,), daemon=True) for n in range(self.threads)]
@@ -203,24 +230,14 @@ def test_kill_9_of_a_parser_mid_stream_loses_and_doubles_nothing(running_fleet: 
     victim = next(p for p in status["parsers"] if p["name"] == "parser-0")
     chunks = [extra[i:i + 500] for i in range(0, len(extra), 500)]
     for n, chunk in enumerate(chunks):
-        fleet.produce_lines(bootstrap, fleet.TOPIC, chunk, key_of=fleet.user_key)
+        running_fleet.produce(bootstrap, chunk)
         if n == len(chunks) // 2:
             os.kill(victim["pid"], signal.SIGKILL)
         time.sleep(0.2)
     wait_for(lambda: fleet.group_caught_up(bootstrap), timeout=120, interval=1.0, what="the group's ingest")
     parser = next(p for p in running_fleet.status()["parsers"] if p["name"] == "parser-0")
     assert parser["alive"] and parser["pid"] != victim["pid"] and parser["restarts"] >= 1
-    demo = [line for line in running_fleet.events.read_bytes().splitlines() if line.strip()]
-    want = _reference_store(tmp_path, demo + extra)
-    engine = create(status["database_url"])
-    try:
-        got = comparable_state(engine)
-    finally:
-        engine.dispose()
-    for table in want:
-        missing, extra_rows = set(want[table]) - set(got[table]), set(got[table]) - set(want[table])
-        assert not missing and not extra_rows, f"{table}: {len(missing)} missing, {len(extra_rows)} extra"
-        assert got[table] == want[table], f"{table}: same rows, different multiplicities"
+    running_fleet.store_matches_a_clean_ingest(status["database_url"], tmp_path)
 
 
 def test_rolling_release_under_load_answers_200_and_a_failed_one_rolls_back(running_fleet: Fleet) -> None:
@@ -228,7 +245,8 @@ def test_rolling_release_under_load_answers_200_and_a_failed_one_rolls_back(runn
     before = {s["name"]: s["pid"] for s in status["services"]}
     with Load(status["url"], running_fleet.users) as load:
         _answers_after(load, 20)
-        good = running_fleet.run("release", "--env", "RECOMMEND_HISTORY_SIZE=40", timeout=240)
+        good = running_fleet.run("release", "--roles", "services", "--env", "RECOMMEND_HISTORY_SIZE=40",
+                                 timeout=240)
         _answers_after(load, 20)
         bad = running_fleet.run("release", "--env", "RANK_N_RESULTS=0", "--ready-timeout", "30", timeout=240)
         _answers_after(load, 20)
@@ -245,27 +263,58 @@ def test_rolling_release_under_load_answers_200_and_a_failed_one_rolls_back(runn
     state = json.loads((running_fleet.dir / "state.json").read_text())
     envs = {s["name"]: s["env"] for s in state["services"]}
     assert "RANK_N_RESULTS" not in envs["service-0"] and envs["service-0"]["RECOMMEND_HISTORY_SIZE"] == "40"
-    assert "down" not in (running_fleet.dir / "nginx" / "upstream.conf").read_text()
+    assert " down;" not in (running_fleet.dir / "nginx" / "nginx.conf").read_text()
+
+
+def test_a_release_rolls_both_parsers_under_a_producing_stream_losing_and_doubling_nothing(
+        running_fleet: Fleet, tmp_path: Path) -> None:
+    status = running_fleet.status()
+    bootstrap = status["kafka"].rsplit("/", 1)[0]
+    before = {p["name"]: (p["pid"], p["restarts"]) for p in status["parsers"]}
+    lines = corrupted_stream(str(tmp_path / "rolling.log"), events=12000, seed=37)
+    chunks = [lines[i:i + 200] for i in range(0, len(lines), 200)]
+    release = subprocess.Popen([sys.executable, str(FLEET), "release", "--env", "PARSER_BATCH_SECONDS=0.5"],
+                               cwd=ROOT, env=running_fleet.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:  # the stream keeps coming while the release rolls the instances, then each parser
+        for chunk in chunks:
+            running_fleet.produce(bootstrap, chunk)
+            if release.poll() is None:
+                time.sleep(0.5)
+        out, err = release.communicate(timeout=420)
+    finally:
+        if release.poll() is None:
+            release.kill()
+    assert release.returncode == 0, out + err
+    assert [r["name"] for r in json.loads(out)["released"]] == ["service-0", "service-1", "parser-0", "parser-1"]
+    assert all(r["released"] for r in json.loads(out)["released"]), out
+    wait_for(lambda: fleet.group_caught_up(bootstrap), timeout=120, interval=1.0, what="the group's ingest")
+    for parser in running_fleet.status()["parsers"]:
+        assert parser["alive"] and parser["pid"] != before[parser["name"]][0]
+        assert parser["restarts"] == before[parser["name"]][1], "rolled by the release, not restarted on a crash"
+    state = json.loads((running_fleet.dir / "state.json").read_text())
+    assert all(p["env"]["PARSER_BATCH_SECONDS"] == "0.5" for p in state["parsers"])
+    running_fleet.store_matches_a_clean_ingest(status["database_url"], tmp_path)
 
 
 # ------------------------------------------------------------ the pure parts of fleet.py (no fleet needed)
 
 
-def test_upstream_marks_only_the_drained_instance_down() -> None:
-    text = fleet.upstream_conf([8001, 8002], frozenset({8002}))
+def test_the_drained_instance_alone_is_marked_down_and_users_stick_to_an_instance() -> None:
+    text = fleet.nginx_conf("/p", 8080, False, [8001, 8002], frozenset({8002}))
     assert "server 127.0.0.1:8001 max_fails=1 fail_timeout=5s;" in text
     assert "server 127.0.0.1:8002 max_fails=1 fail_timeout=5s down;" in text
-    assert text.count(" down;") == 1 and "upstream recommender {" in text
+    assert text.count(" down;") == 1 and "upstream recommender {" in text and "hash $uri consistent;" in text
+    assert "listen 127.0.0.1:8080;" in text and "${" not in text
 
 
 def test_rendered_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
     binary = require_binary("nginx", "/usr/sbin/nginx")
     for sub in ("logs", "tmp"):
         (tmp_path / sub).mkdir()
-    conf = fleet.nginx_conf(str(tmp_path), 8080, os.geteuid() == 0)
+    conf = fleet.nginx_conf(str(tmp_path), 8080, os.geteuid() == 0, [8001, 8002])
     assert "proxy_next_upstream error timeout http_502 http_503;" in conf and "$host" in conf
     (tmp_path / "nginx.conf").write_text(conf)
-    (tmp_path / "upstream.conf").write_text(fleet.upstream_conf([8001, 8002]))
     proc = subprocess.run([binary, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-t"],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
@@ -318,7 +367,7 @@ def test_postgresql_restarted_under_load_keeps_answers_200_and_the_parsers_resum
     with Load(status["url"], running_fleet.users) as load:
         _answers_after(load, 20)
         fleet.stop_postgres(pg)
-        fleet.produce_lines(bootstrap, fleet.TOPIC, lines, key_of=fleet.user_key)
+        running_fleet.produce(bootstrap, lines)
         _answers_after(load, 20)  # served while the store is down
         fleet.resume_postgres(pg)
         _answers_after(load, 20)
@@ -327,3 +376,74 @@ def test_postgresql_restarted_under_load_keeps_answers_200_and_the_parsers_resum
     missing = want - _served_keys(status["database_url"])
     assert not missing, f"{len(missing)} of {len(want)} served lines from the outage never reached the store"
     assert all(p["alive"] for p in running_fleet.status()["parsers"])
+
+
+def _training(handle: Fleet, *args: str, env: dict[str, str] | None = None) -> dict:
+    """`python -m training ARGS` against the fleet's stores; its one JSON line."""
+    state = json.loads((handle.dir / "state.json").read_text())
+    proc = subprocess.run([sys.executable, "-m", "training", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**handle.env, **fleet.base_env(state), **(env or {})}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_promotions_during_a_rolling_release_never_take_a_user_back_to_an_older_version(
+        running_fleet: Fleet) -> None:
+    state = json.loads((running_fleet.dir / "state.json").read_text())
+    ports = [s["port"] for s in state["services"]]
+    old = fleet.wait_coherent(ports, 60)
+    # Two more fitted versions beside the served one (slightly different recipes; the gate may promote or
+    # reject each, either way they can be promoted by hand), then the served one again.
+    order = [old]
+    for weight in ("0.06", "0.07"):
+        made = _training(running_fleet, "run", "--catalog", state["catalog"], env={"RANK_POPULARITY_WEIGHT": weight})
+        assert made["status"] in ("active", "rejected") and made["version"] not in order, made
+        order.append(made["version"])
+    assert _training(running_fleet, "promote", old)["active"] == old
+    fleet.wait_coherent(ports, 60, want=old)
+    before = {s["name"]: s["pid"] for s in running_fleet.status()["services"]}
+    conf = running_fleet.dir / "nginx" / "nginx.conf"
+    status = running_fleet.status()
+    promotions: list[tuple[float, float]] = []  # (sent, returned) of each `fleet.py promote`
+
+    def promote(version: str) -> None:
+        sent = time.monotonic()
+        proc = running_fleet.run("promote", version, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        promotions.append((sent, time.monotonic()))
+
+    # 12 users, 4 per client thread: each user asks again every few hundred ms, so an instance that
+    # switches later than the other would show in some user's answers (round robin does, here).
+    with Load(status["url"], running_fleet.users[:12]) as load:
+        _answers_after(load, 20)
+        release = subprocess.Popen(
+            [sys.executable, str(FLEET), "release", "--roles", "services", "--env", "RECOMMEND_HISTORY_SIZE=45"],
+            cwd=ROOT, env=running_fleet.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            # the first while service-0 is drained and restarting (only service-1 in nginx) ...
+            wait_for(lambda: _service(running_fleet.status(), "service-0")["pid"] != before["service-0"],
+                     timeout=120, interval=0.2, what="the release restarting service-0")
+            promote(order[1])
+            _answers_after(load, 10)
+            # ... the second once service-0 is back beside service-1 (or, if that moment passed, later)
+            wait_for(lambda: " down;" not in conf.read_text() or release.poll() is not None, timeout=180,
+                     interval=0.1, what="service-0 put back")
+            promote(order[2])
+            out, err = release.communicate(timeout=300)
+        finally:
+            if release.poll() is None:
+                release.kill()
+        _answers_after(load, 30)
+    assert release.returncode == 0 and json.loads(out)["released"] == [
+        {"name": "service-0", "released": True}, {"name": "service-1", "released": True}], out + err
+    assert load.failures() == Counter(), f"{load.failures()} of {load.count()} answers failed"
+    answers = list(zip(load.answers, load.times, strict=True))
+    assert {version for (_, _, version), _ in answers} == set(order), order
+    early = Counter(version for (_, _, version), (_, got) in answers if got < promotions[0][0])
+    late = Counter(version for (_, _, version), (sent, _) in answers if sent > promotions[-1][1])
+    assert set(early) == {old} and set(late) == {order[2]}, f"before the promotions {early}, after them {late}"
+    newest: dict[int, int] = {}
+    for (user, _, version), _ in answers:  # in the order each user received them
+        rank = order.index(version)
+        assert rank >= newest.get(user, 0), f"user {user} got {version} after {order[newest[user]]}"
+        newest[user] = rank
