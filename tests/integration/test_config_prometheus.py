@@ -17,6 +17,8 @@ from tests.fixtures.prometheus import (
     MONITORING,
     PROMETHEUS_CONFIG,
     alertmanager_test_config,
+    job_labels,
+    job_targets,
     load_yaml,
     prometheus_test_config,
     shorten_for,
@@ -116,13 +118,18 @@ def test_alerts_carry_routing_labels_and_one_threshold():
 
 def test_scrape_targets_cover_the_stack():
     config = load_yaml(PROMETHEUS_CONFIG)
-    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
+    targets = {job["job_name"]: job_targets(job) for job in config["scrape_configs"]}
     assert targets["service"] == ["service:8082"]
     assert targets["parser"] == ["parser:9102"]
     assert targets["trainer"] == ["trainer:9104"]
     assert targets["cadvisor"] == ["cadvisor:8080"]
     assert targets["alertmanager"] == ["alertmanager:9093"]
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
+    # replicas: every address the compose name resolves to is a target of its own, labelled as one service
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    for name, service in (("service", "recommender"), ("parser", "parser")):
+        assert [sd["type"] for sd in jobs[name]["dns_sd_configs"]] == ["A"]
+        assert job_labels(jobs[name]) == {"service": service}
 
 
 def test_amtool_checks_the_alertmanager_config():
