@@ -26,7 +26,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
@@ -131,27 +131,6 @@ class Scorer:
         return gate.score_lists(recs, split.held_out, self.stage.store_movies)
 
 
-def per_user_hits(recs: Mapping[int, Sequence[str]], held_out: Mapping[int, Sequence[str]]) -> dict[int, float]:
-    """The gate's per-user hit rate at 20 (held-out found / min(20, held out))."""
-    return {u: len(set(recs.get(u, ())[:20]) & set(t)) / min(20, len(t)) for u, t in held_out.items()}
-
-
-def paired(a: Mapping[int, Sequence[str]], b: Mapping[int, Sequence[str]],
-           held_out: Mapping[int, Sequence[str]]) -> dict[str, Any]:
-    """Paired comparison of two recommenders on the gate's per-user hit rate (t interval, Wilcoxon)."""
-    from scipy import stats
-
-    users = sorted(held_out)
-    ha, hb = per_user_hits(a, held_out), per_user_hits(b, held_out)
-    diff = np.array([ha[u] - hb[u] for u in users])
-    t = stats.ttest_1samp(diff, 0.0)
-    ci = t.confidence_interval(0.95)
-    nonzero = diff[diff != 0]
-    w = stats.wilcoxon(nonzero).pvalue if len(nonzero) else 1.0
-    return {"difference": float(diff.mean()), "ci95": [float(ci.low), float(ci.high)], "t_p": float(t.pvalue),
-            "wilcoxon_p": float(w), "better": int((diff > 0).sum()), "worse": int((diff < 0).sum())}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", default=None)
@@ -203,7 +182,14 @@ def main(argv: list[str] | None = None) -> int:
                       flush=True)
             out: dict[str, Any] = {"stats": stage.split.stats, "variants": rows}
             if args.baselines:
-                out["baselines"] = gate.score_baselines(stage.split, stage.store_movies)
+                lists = gate.baseline_lists(stage.split)
+                out["baselines"] = {name: gate.score_lists(recs, stage.split.held_out, stage.store_movies)
+                                    for name, recs in lists.items()}
+                best = max(("ease", "als"), key=lambda name: out["baselines"][name]["hit_rate_at_20"])
+                theirs = gate.per_user_hits(lists[best], stage.split.held_out)
+                out["paired"] = {name: {"against": best, **metrics.paired_rates(
+                    gate.per_user_hits(recs, stage.split.held_out), theirs)} for name, recs in scorer.lists.items()}
+                print("paired:", json.dumps(out["paired"]), flush=True)
                 out["baselines"]["most_popular"] = gate.score_most_popular(stage.split, popular_size=200,
                                                                            store_movies=stage.store_movies)
                 print(metrics.markdown_table({**rows, **out["baselines"]},
