@@ -23,7 +23,7 @@ from sqlalchemy import Engine, inspect
 from core.logs import setup as setup_logs
 from core.settings import EnvSettings, env
 from db_utils import queries
-from embeddings.collaborative import CollabConfig, interaction_matrix, item_vectors
+from embeddings.collaborative import WEIGHTINGS, CollabConfig, interaction_matrix, item_vectors
 from embeddings.config import EmbeddingSettings
 from embeddings.store import VectorStore
 
@@ -41,6 +41,9 @@ class CollabEnv(EnvSettings):
     """Seeds the factorisation and its tie-breaking jitter (`CollabConfig.seed`)."""
     min_viewers: int = env("COLLAB_MIN_VIEWERS", CollabConfig.min_viewers, minimum=1)
     """Movies watched by fewer users get no collaborative vector (`CollabConfig.min_viewers`)."""
+    weighting: str = env("COLLAB_WEIGHTING", CollabConfig.weighting, choices=WEIGHTINGS)
+    """How the user-item matrix is weighted before the factorisation: binary, idf or bm25
+    (`CollabConfig.weighting`)."""
 
 
 def collab_settings(settings: EmbeddingSettings | None = None,
@@ -53,7 +56,7 @@ def collab_settings(settings: EmbeddingSettings | None = None,
 
 
 def collab_config_from_env(env: Mapping[str, str] | None = None) -> CollabConfig:
-    """COLLAB_DIM, COLLAB_SEED, COLLAB_MIN_VIEWERS (see `CollabEnv`) as a `CollabConfig`."""
+    """COLLAB_DIM, COLLAB_SEED, COLLAB_MIN_VIEWERS, COLLAB_WEIGHTING (see `CollabEnv`) as a `CollabConfig`."""
     return CollabConfig(**dataclasses.asdict(CollabEnv.from_env(env)))
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 METHODS = ("svd", "als", "ease")
+WEIGHTINGS = ("binary", "idf", "bm25")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,10 @@ class CollabConfig:
     ease_lambda: EASE's L2 weight on the item-item weights (``ease`` only).
     threads: CPU threads ALS may use (a fixed number, so a run neither oversubscribes a shared machine
         nor changes with it).
+    weighting: how the binary matrix is weighted before the factorisation (`weighted_matrix`): "binary"
+        (as it is), "idf" (each movie's column times log(users / viewers), the default: +1.5 points of hit
+        rate on the temporal validation split, docs/evaluation.md) or "bm25" (idf times BM25's saturation
+        of each user's row length, k1 = 1.2, b = 0.75: heavy users count less; it lost).
     """
 
     dim: int = 64
@@ -66,10 +71,14 @@ class CollabConfig:
     alpha: float = 1.0
     ease_lambda: float = 200.0
     threads: int = 1
+    weighting: str = "idf"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"CollabConfig.method must be one of {', '.join(METHODS)}, got {self.method!r}.")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"CollabConfig.weighting must be one of {', '.join(WEIGHTINGS)}, "
+                             f"got {self.weighting!r}.")
 
 
 @dataclass(frozen=True)
@@ -185,8 +194,31 @@ def _fixed_signs(v: np.ndarray) -> np.ndarray:
     return v * flip
 
 
+def weighted_matrix(matrix: sp.csr_matrix, weighting: str, k1: float = 1.2, b: float = 0.75) -> sp.csr_matrix:
+    """The binary users x movies matrix weighted for the factorisation: "binary" unchanged; "idf" column j
+    times log(users / viewers_j) (a movie everyone watched says nothing); "bm25" each entry
+    idf_j * (k1 + 1) / (k1 * (1 - b + b * length_u / mean length) + 1) (Robertson's BM25 with a term
+    frequency of 1: a user with a long history contributes less per movie)."""
+    if weighting == "binary":
+        return matrix
+    x = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
+    x.data[:] = 1.0
+    users = x.shape[0]
+    viewers = np.asarray(x.sum(axis=0)).ravel()
+    idf = np.log(users / np.maximum(viewers, 1.0))
+    idf = np.maximum(idf, 0.0) + 1e-3 if weighting == "bm25" else np.maximum(idf, 1e-3)
+    x = sp.csr_matrix(x @ sp.diags(idf))
+    if weighting == "bm25":
+        lengths = np.diff(x.indptr).astype(np.float64)
+        mean = lengths.mean() if len(lengths) else 1.0
+        row = (k1 + 1.0) / (k1 * (1.0 - b + b * lengths / mean) + 1.0)
+        x = sp.csr_matrix(sp.diags(row) @ x)
+    return x
+
+
 def _raw_vectors(matrix: sp.csr_matrix, config: CollabConfig) -> np.ndarray:
     """One row per movie (column of ``matrix``) by the config's method, before the unit scaling."""
+    matrix = weighted_matrix(matrix, config.weighting)
     dim = max(1, min(config.dim, min(matrix.shape)))
     if config.method == "als":
         _, items = als_factors(matrix, config.dim, config.regularization, config.iterations, config.alpha,

@@ -254,15 +254,25 @@ def fetch_neighbours(source: Any, movie_ids: Sequence[str], k: int, chunk: int =
     return out
 
 
-def score_source(split: TemporalSplit, source: Any, rank_config: Any, *, history_size: int, neighbours_k: int,
-                 popular_size: int, store_movies: int) -> dict[str, Any]:
-    """Score one vector source + ranking config on the split, exactly as the service would answer."""
-    user_histories, seen = histories(split.held_in, split.users, history_size)
+def service_lists(split: TemporalSplit, source: Any, rank_config: Any, *, history_size: int, neighbours_k: int,
+                  popular_size: int, user_histories: Mapping[int, Sequence[tuple[str, int | None]]] | None = None,
+                  seen: Mapping[int, set[str]] | None = None) -> dict[int, list[str]]:
+    """The service's answer to every scored user (its history length, neighbour count and popular list);
+    `user_histories` and `seen` replace the held-in ones (the cold-start probe)."""
+    if user_histories is None or seen is None:
+        user_histories, seen = histories(split.held_in, split.users, history_size)
     popular_list = popular(split.held_in, popular_size)
     wanted = {m for h in user_histories.values() for m, _ in h}
     neighbours = fetch_neighbours(source, sorted(wanted), neighbours_k)
-    return score_lists(rank_lists(user_histories, seen, neighbours, popular_list, rank_config), split.held_out,
-                       store_movies)
+    return rank_lists(user_histories, seen, neighbours, popular_list, rank_config)
+
+
+def score_source(split: TemporalSplit, source: Any, rank_config: Any, *, history_size: int, neighbours_k: int,
+                 popular_size: int, store_movies: int) -> dict[str, Any]:
+    """Score one vector source + ranking config on the split, exactly as the service would answer."""
+    recs = service_lists(split, source, rank_config, history_size=history_size, neighbours_k=neighbours_k,
+                         popular_size=popular_size)
+    return score_lists(recs, split.held_out, store_movies)
 
 
 def score_most_popular(split: TemporalSplit, *, popular_size: int, store_movies: int) -> dict[str, Any]:
@@ -271,11 +281,10 @@ def score_most_popular(split: TemporalSplit, *, popular_size: int, store_movies:
     return score_lists(popular_lists(seen, popular(split.held_in, popular_size)), split.held_out, store_movies)
 
 
-def score_recipe(split: TemporalSplit, recipe: Recipe, *, content: Any, make_collab: Callable[[], Any],
-                 fit: Callable[[list[tuple[int, str]], Any], tuple[list[str], np.ndarray]], service: Any,
-                 store_movies: int) -> dict[str, Any]:
+def fit_source(split: TemporalSplit, recipe: Recipe, *, content: Any, make_collab: Callable[[], Any],
+               fit: Callable[[list[tuple[int, str]], Any], tuple[list[str], np.ndarray]]) -> Any:
     """Fit the recipe's collaborative vectors on the held-in pairs into the store `make_collab()` gives (a
-    temporary collection, emptied first), blend them with `content` as the service does, and score."""
+    temporary collection, emptied first) and blend them with `content` as the service does."""
     from inference.sources import blended
 
     pairs = sorted({(e[0], e[1]) for e in split.held_in})
@@ -287,7 +296,14 @@ def score_recipe(split: TemporalSplit, recipe: Recipe, *, content: Any, make_col
     if ids:
         collab.upsert(ids, vectors)
     collab.stamp_version()
-    source = blended(recipe.rank, content, collab)
+    return blended(recipe.rank, content, collab)
+
+
+def score_recipe(split: TemporalSplit, recipe: Recipe, *, content: Any, make_collab: Callable[[], Any],
+                 fit: Callable[[list[tuple[int, str]], Any], tuple[list[str], np.ndarray]], service: Any,
+                 store_movies: int) -> dict[str, Any]:
+    """`fit_source`, then the service's lists scored on the split."""
+    source = fit_source(split, recipe, content=content, make_collab=make_collab, fit=fit)
     return score_source(split, source, recipe.rank, history_size=service.history_size,
                         neighbours_k=service.neighbours_k, popular_size=service.popular_size,
                         store_movies=store_movies)
@@ -305,7 +321,11 @@ def gate_report(events: Sequence[Event], config: GateConfig, until: datetime | N
     split = temporal_split(events, config, until)
     store_movies = len({e[1] for e in events if until is None or e[2] <= until})
     common = {"content": content, "service": service, "store_movies": store_movies}
-    ours = score_recipe(split, candidate, make_collab=lambda: make_collab("candidate"), fit=fit, **common)
+    source = fit_source(split, candidate, content=content, make_collab=lambda: make_collab("candidate"), fit=fit)
+    sizes = {"history_size": service.history_size, "neighbours_k": service.neighbours_k,
+             "popular_size": service.popular_size}
+    ours_lists = service_lists(split, source, candidate.rank, **sizes)
+    ours = score_lists(ours_lists, split.held_out, store_movies)
     report: dict[str, Any] = {
         "candidate": ours,
         "most_popular": score_most_popular(split, popular_size=service.popular_size, store_movies=store_movies),
@@ -322,7 +342,15 @@ def gate_report(events: Sequence[Event], config: GateConfig, until: datetime | N
             report["active"] = score_recipe(split, active, make_collab=lambda: make_collab("active"),
                                             fit=active_fit, **common)
     if baselines:
-        report["baselines"] = score_baselines(split, store_movies)
+        lists = baseline_lists(split)
+        report["baselines"] = {name: score_lists(recs, split.held_out, store_movies) for name, recs in lists.items()}
+        strong = [name for name in ("ease", "als") if name in lists]
+        if strong:
+            best = max(strong, key=lambda name: report["baselines"][name]["hit_rate_at_20"])
+            report["paired_test"] = {"against": best, **metrics.paired_rates(
+                per_user_hits(ours_lists, split.held_out), per_user_hits(lists[best], split.held_out))}
+        report["cold_start"] = cold_start_report(split, ours_lists, lists, lambda h, s: service_lists(
+            split, source, candidate.rank, user_histories=h, seen=s, **sizes), service.popular_size)
     return report
 
 
@@ -330,19 +358,85 @@ EASE_MAX_MOVIES = 12_000
 """EASE inverts a movies x movies matrix: above this many movies (about 1.2 GB in float64) it is left out."""
 
 
-def score_baselines(split: TemporalSplit, store_movies: int) -> dict[str, Any]:
-    """item-kNN, EASE (lambda 50) and ALS (`implicit`, 128 factors) on the split's held-in matrix,
-    scored like the service (`evaluation.baselines`: the strong baselines of docs/evaluation.md)."""
+def baseline_lists(split: TemporalSplit) -> dict[str, dict[int, list[str]]]:
+    """item-kNN, EASE (lambda 50) and ALS (`implicit`, 128 factors) lists on the split's held-in matrix
+    (`evaluation.baselines`: the strong baselines of docs/evaluation.md); EASE is left out above
+    `EASE_MAX_MOVIES` movies."""
     from embeddings.collaborative import interaction_matrix
     from evaluation.baselines import als, ease, item_knn
 
     data = interaction_matrix((e[0], e[1]) for e in split.held_in)
     rows = set(data.users)
     known = [u for u in split.users if u in rows]
-    out = {"item_knn": score_lists(item_knn(data, known), split.held_out, store_movies)}
+    out = {"item_knn": item_knn(data, known)}
     if len(data.movies) <= EASE_MAX_MOVIES:
-        out["ease"] = score_lists(ease(data, known), split.held_out, store_movies)
-    out["als"] = score_lists(als(data, known), split.held_out, store_movies)
+        out["ease"] = ease(data, known)
+    out["als"] = als(data, known)
+    return out
+
+
+def score_baselines(split: TemporalSplit, store_movies: int) -> dict[str, Any]:
+    """`baseline_lists` scored like the service."""
+    return {name: score_lists(recs, split.held_out, store_movies) for name, recs in baseline_lists(split).items()}
+
+
+def per_user_hits(recs: Mapping[int, Sequence[str]], held_out: Mapping[int, Sequence[str]], k: int = 20
+                  ) -> list[float]:
+    """Each scored user's hit rate at k as the gate counts it (found / min(k, held out)), users sorted."""
+    return [len(set(list(recs.get(u, ()))[:k]) & set(held_out[u])) / min(k, len(held_out[u]))
+            for u in sorted(held_out)]
+
+
+PROBE_LENGTHS: dict[str, int] = {"users_1": 1, "users_2-4": 3, "users_5-19": 10}
+"""The cold-start probe: each bucket's users are every scored user, known by this many of their most
+recent held-in movies only (the demo has no user below 19 movies; the models stay fitted on everything)."""
+
+
+def cold_movie_targets(split: TemporalSplit, max_viewers: int = metrics.COLD_MOVIE_VIEWERS
+                       ) -> dict[int, list[str]]:
+    """Per scored user, the held-out movies with fewer than `max_viewers` held-in viewers (users with
+    none are left out)."""
+    counts: dict[str, int] = {}
+    for pair in {(e[0], e[1]) for e in split.held_in}:
+        counts[pair[1]] = counts.get(pair[1], 0) + 1
+    out = {u: [m for m in split.held_out[u] if counts.get(m, 0) < max_viewers] for u in split.users}
+    return {u: movies for u, movies in out.items() if movies}
+
+
+def cold_start_report(split: TemporalSplit, ours: Mapping[int, Sequence[str]],
+                      lists: Mapping[str, Mapping[int, Sequence[str]]],
+                      service_probe: Callable[[dict[int, list[tuple[str, int | None]]], dict[int, set[str]]],
+                                              Mapping[int, Sequence[str]]],
+                      popular_size: int) -> dict[str, Any]:
+    """Hit rate at 20 (the gate's) per recommender in the cold-start buckets: the probe (`PROBE_LENGTHS`;
+    the service ranks the cut history and excludes it; item-kNN and EASE score it; most popular skips
+    it; ALS is left out, it would need a fold-in) and, on the full lists, the held-out movies with fewer
+    than `metrics.COLD_MOVIE_VIEWERS` held-in viewers."""
+    from embeddings.collaborative import interaction_matrix
+    from evaluation.baselines import ease, item_knn
+
+    full, _ = histories(split.held_in, split.users)
+    data = interaction_matrix((e[0], e[1]) for e in split.held_in)
+    popular_list = popular(split.held_in, popular_size)
+    out: dict[str, Any] = {"protocol": "every scored user known by only their k most recent held-in movies "
+                                       f"({', '.join(f'{b}: k = {k}' for b, k in PROBE_LENGTHS.items())}); "
+                                       "models fitted on all held-in data"}
+    for bucket, k in PROBE_LENGTHS.items():
+        cut = {u: h[:k] for u, h in full.items()}
+        seen = {u: {m for m, _ in h} for u, h in cut.items()}
+        movies = {u: [m for m, _ in h] for u, h in cut.items()}
+        probe = {"service": service_probe(cut, seen), "most_popular": popular_lists(seen, popular_list),
+                 "item_knn": item_knn(data, split.users, histories=movies)}
+        if "ease" in lists:
+            probe["ease"] = ease(data, split.users, histories=movies)
+        out[bucket] = {name: {"users": len(split.users), "hit_rate_at_20": round(float(np.mean(
+            per_user_hits(recs, split.held_out))), 6) if split.users else 0.0} for name, recs in probe.items()}
+    cold = cold_movie_targets(split)
+    _, seen_all = histories(split.held_in, split.users)
+    full_lists = {"service": ours, "most_popular": popular_lists(seen_all, popular_list), **lists}
+    label = f"movies_under_{metrics.COLD_MOVIE_VIEWERS}_viewers"
+    out[label] = {name: {"users": len(cold), "hit_rate_at_20": round(float(np.mean(per_user_hits(recs, cold))), 6)
+                         if cold else 0.0} for name, recs in full_lists.items()}
     return out
 
 

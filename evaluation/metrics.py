@@ -280,6 +280,29 @@ def paired_test(recs_a: Mapping[int, Sequence[str]], recs_b: Mapping[int, Sequen
                       only_b, p_value)
 
 
+def paired_rates(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
+    """Two recommenders' per-user values on the same users (A - B): the mean difference with its paired t
+    interval (``scipy.stats.ttest_rel``), the Wilcoxon signed-rank p-value over the users that differ
+    (``scipy.stats.wilcoxon``, two-sided) and how many users are better or worse off under A."""
+    from scipy import stats
+
+    if len(a) != len(b) or not a:
+        raise ValueError("a paired comparison needs the same, non-empty set of users on both sides.")
+    diff = [float(x) - float(y) for x, y in zip(a, b, strict=True)]
+    mean = sum(diff) / len(diff)
+    nonzero = [d for d in diff if d != 0]
+    if len(diff) >= 2 and len(nonzero):
+        interval = stats.ttest_rel(a, b).confidence_interval(confidence)
+        low, high = float(interval.low), float(interval.high)
+        p_value = float(stats.wilcoxon(nonzero).pvalue)
+    else:
+        low = high = mean
+        p_value = 1.0
+    return {"users": len(diff), "mean_a": sum(a) / len(a), "mean_b": sum(b) / len(b), "difference": mean,
+            "ci_low": low, "ci_high": high, "wilcoxon_p": p_value, "better": sum(1 for d in diff if d > 0),
+            "worse": sum(1 for d in diff if d < 0)}
+
+
 def cold_start(recommendations: Mapping[int, Sequence[str]], held_out: Mapping[int, str],
                history_lengths: Mapping[int, int], viewers: Mapping[str, int], k: int = 20,
                users: Sequence[int] | None = None) -> dict[str, dict[str, float]]:

@@ -21,3 +21,6 @@ class NotebookSettings(EnvSettings):
     """Score a seeded sample of this many users."""
     cache_dir: str = env("OFFLINE_CACHE_DIR", "data/eval_cache")
     """Where the MiniLM vectors of the demo catalog are cached between runs."""
+    report: str = env("OFFLINE_REPORT", "", blank=True)
+    """A report JSON of `python -m evaluation offline` (the gate's protocol or leave-last-out) to plot hit rate
+    against coverage from, beside the notebook's own report; '' plots the notebook's only."""

@@ -73,6 +73,8 @@ def version_report(engine: Engine, embedding: Any, service: Any, version_name: s
         "matches_gate": matches,
         "largest_difference": round(drift, 6),
         "baselines": {"most_popular": report["most_popular"], **report.get("baselines", {})},
+        "paired_test": report.get("paired_test"),
+        "cold_start": report.get("cold_start"),
         "split": report["split"],
         "rank_config": version.rank_config,
         "collab_config": version.collab_config,
@@ -87,4 +89,22 @@ def markdown(report: dict[str, Any]) -> str:
 
     rows = {f"service ranking ({report['version']})": report["service_ranking"]}
     rows.update({f"baseline: {name}": value for name, value in report["baselines"].items()})
-    return markdown_table(rows, columns=("users", *HEADLINE))
+    text = markdown_table(rows, columns=("users", "hit_rate_at_20", "hit_rate_at_20_se", *HEADLINE[1:]))
+    paired = report.get("paired_test")
+    if paired:
+        text += (f"\n\npaired against {paired['against']} (hit rate at 20, {paired['users']} users): "
+                 f"{100 * paired['difference']:+.2f} points [{100 * paired['ci_low']:+.2f}, "
+                 f"{100 * paired['ci_high']:+.2f}], Wilcoxon p = {paired['wilcoxon_p']:.3g} "
+                 f"({paired['better']} users better off, {paired['worse']} worse)")
+    cold = report.get("cold_start")
+    if cold:
+        buckets = [b for b in cold if b != "protocol"]
+        names = list(cold[buckets[0]])
+        text += f"\n\ncold start, hit rate at 20 ({cold['protocol']}):\n\n"
+        text += "| bucket | users | " + " | ".join(names) + " |\n|---|---|" + "---|" * len(names) + "\n"
+        for b in buckets:
+            first = cold[b][names[0]]
+            text += (f"| {b} | {first['users']} | "
+                     + " | ".join(f"{100 * cold[b][n]['hit_rate_at_20']:.1f}%" if n in cold[b] else "-"
+                                  for n in names) + " |\n")
+    return text

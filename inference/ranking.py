@@ -6,7 +6,8 @@ Semantics of `rank(history, neighbours, popularity, config)`:
   A movie listed twice counts once, at its most recent position. An unrated watch counts as
   `config.unrated_rating` (3).
 * affinity(c) = sum over history movies h that list c among their neighbours of
-  weight(rating(h)) * recency_decay**position(h) * similarity(h, c). Ratings of 4-5 raise, 3 is mild,
+  weight(rating(h)) * recency_decay**position(h) * similarity(h, c)**e, where x**e is
+  sign(x) * |x| ** `config.similarity_exponent` (1: the similarity itself). Ratings of 4-5 raise, 3 is mild,
   2 or less gives a negative weight: a candidate whose affinity is negative is pushed away and never
   recommended, not even from the popular list, so a poorly rated movie's neighbours are not
   recommended because of it.
@@ -145,6 +146,7 @@ def rank(
     affinity: dict[str, float] = {}
     reason: dict[str, tuple[float, str]] = {}
     min_similarity = config.min_similarity
+    exponent = config.similarity_exponent
     get_affinity, get_reason = affinity.get, reason.get  # the inner loop runs ~1,000 times a request
     for position, (source, rating) in enumerate(history_seen.items()):
         weight = config.weight_of(rating) * config.recency_decay**position
@@ -153,6 +155,8 @@ def rank(
         for candidate, similarity in neighbours.get(source, ()):
             if similarity < min_similarity or candidate in seen:
                 continue
+            if exponent != 1.0:
+                similarity = math.copysign(abs(similarity) ** exponent, similarity)
             contribution = weight * similarity
             affinity[candidate] = get_affinity(candidate, 0.0) + contribution
             if contribution > 0:
@@ -223,7 +227,9 @@ def rank_arrays(
     candidates = np.concatenate([p.indices for p in parts])
     similarities = np.concatenate([p.similarities for p in parts]).astype(np.float64)
     pair_source = np.repeat(np.arange(len(parts)), lengths)
-    contributions = np.repeat(np.array(weights), lengths) * similarities
+    powered = similarities if config.similarity_exponent == 1.0 else \
+        np.copysign(np.abs(similarities) ** config.similarity_exponent, similarities)
+    contributions = np.repeat(np.array(weights), lengths) * powered
 
     blocked = np.zeros(size, dtype=bool)
     seen_indices = [i for m in (history_seen.keys() | exclude if exclude else history_seen)

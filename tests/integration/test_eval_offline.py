@@ -71,9 +71,10 @@ def test_notebook_runs_headless_and_plots(venv_kernel: str, cache_dir: str, slic
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.get("data", {})]
-    assert len(images) == 4  # history length, coverage, popularity bias, the experiment curves
+    assert len(images) == 5  # hit rate against coverage, history length, coverage, popularity bias, experiments
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "| service ranking" in text and "20 users scored" in text
+    assert "leave-last-out (this notebook): service " in text
 
 
 def test_live_service_answers_what_the_evaluation_ranked_and_replay_plays_against_it(

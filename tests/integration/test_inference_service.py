@@ -34,6 +34,9 @@ def env(demo: DemoStore, monkeypatch: pytest.MonkeyPatch, tmp_path) -> dict[str,
         "POPULAR_SNAPSHOT": str(tmp_path / "popular.json"),
         "VECTOR_STORE_FACTORY": vector_store_factory(),
         "ACCESS_LOG": "1",
+        # ratings of 1-2 push their neighbours away (the former default weights; the shipped ones count
+        # every watch positively, docs/evaluation.md): the push-away below is what is under test
+        "RANK_RATING_WEIGHTS": "-1,-0.5,0.2,0.7,1",
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)

@@ -168,3 +168,16 @@ def test_mmr_refuses_bad_input() -> None:
         mmr(["a"], [1.0], np.eye(1), 1.5)
     with pytest.raises(ValueError, match="one score and one vector row"):
         mmr(["a", "b"], [1.0], np.eye(2), 0.1)
+
+
+def test_idf_weighting_scales_columns_by_rarity_and_bm25_shrinks_long_rows() -> None:
+    from embeddings.collaborative import weighted_matrix
+
+    data = interaction_matrix([(1, "a"), (2, "a"), (3, "a"), (1, "b"), (1, "c"), (2, "c")])
+    idf = weighted_matrix(data.matrix, "idf").toarray()
+    assert np.allclose(idf[0], [1e-3, np.log(3), np.log(3 / 2)])  # a movie everyone watched keeps a trace
+    bm25 = weighted_matrix(data.matrix, "bm25").toarray()
+    assert 0 < bm25[0, 0] < bm25[2, 0]  # the same movie counts less in user 1's 3-movie row than in user 3's 1
+    assert weighted_matrix(data.matrix, "binary") is data.matrix
+    with pytest.raises(ValueError):
+        CollabConfig(weighting="tfidf")

@@ -108,3 +108,15 @@ def test_no_scorable_user_is_a_rejection_with_the_reason():
 def test_bad_gate_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         gate.GateConfig(**kwargs)
+
+
+def test_per_user_hits_count_found_over_min_k_and_held_out() -> None:
+    held_out = {1: ["a", "b"], 2: ["c"]}
+    assert gate.per_user_hits({1: ["a", "x"], 2: ["y"]}, held_out) == [0.5, 0.0]
+    assert gate.per_user_hits({1: ["x", "b"]}, held_out, k=1) == [0.0, 0.0]
+
+
+def test_cold_movie_targets_keep_held_out_movies_with_few_held_in_viewers() -> None:
+    held_in = [event(u, "pop", 1) for u in range(1, 7)] + [event(1, "rare", 1), event(2, "rare", 2)]
+    split = gate.TemporalSplit(held_in, {1: ["pop", "rare"], 2: ["pop"], 3: ["new"]}, [1, 2, 3])
+    assert gate.cold_movie_targets(split) == {1: ["rare"], 3: ["new"]}

@@ -159,3 +159,16 @@ def test_recall_and_fraction_summary_by_hand() -> None:
     assert report["hit_rate_at_20"] == 1.0 and report["hit_rate_at_10"] == 0.5
     assert report["recall_at_20"] == pytest.approx((0.5 + 1.0) / 2)
     assert report["coverage_global"] == 0.75 and report["users"] == 2
+
+
+def test_paired_rates_difference_interval_and_direction() -> None:
+    a = [1.0, 0.5, 0.5, 0.0, 1.0, 0.5]
+    b = [0.5, 0.5, 0.0, 0.0, 0.5, 0.0]
+    out = metrics.paired_rates(a, b)
+    assert out["users"] == 6 and out["better"] == 4 and out["worse"] == 0
+    assert math.isclose(out["difference"], 2.0 / 6) and out["ci_low"] < out["difference"] < out["ci_high"]
+    assert 0 < out["wilcoxon_p"] < 0.2
+    same = metrics.paired_rates([0.5, 0.5], [0.5, 0.5])
+    assert same["difference"] == 0 and same["wilcoxon_p"] == 1.0
+    with pytest.raises(ValueError):
+        metrics.paired_rates([1.0], [])

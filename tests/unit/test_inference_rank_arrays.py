@@ -37,7 +37,9 @@ def cases(draw):
         recency_decay=draw(st.sampled_from([1.0, 0.97, 0.5])),
         popularity_weight=draw(st.sampled_from([0.0, 0.05, 1.0, -0.1])),
         min_similarity=draw(st.sampled_from([0.0, 0.3, -1.0])),
-        popularity_damping=draw(st.sampled_from([0.0, 0.0, 0.1])),
+        popularity_damping=draw(st.sampled_from([0.0, 0.0, 0.1, -0.25])),
+        rating_weights=draw(st.sampled_from([(-1.0, -0.5, 0.2, 0.7, 1.0), (0.2, 0.3, 0.5, 0.8, 1.0)])),
+        similarity_exponent=draw(st.sampled_from([1.0, 1.0, 2.0, 0.5])),
     )
     return history, lists, popular, exclude, config
 
@@ -70,7 +72,8 @@ def test_exact_ties_break_by_popularity_then_id_and_the_reason_by_source_id() ->
 def test_the_whole_history_is_excluded_and_negative_affinity_is_pushed_away() -> None:
     table = IdTable()
     lists = {"a": NeighbourList([("x", 0.9), ("old", 0.9)], table), "bad": NeighbourList([("p", 0.9)], table)}
-    out = rank_arrays([("a", 5), ("bad", 1)], lists, [("p", 100), ("old", 90), ("q", 80)], RankConfig(),
+    pushing = RankConfig(rating_weights=(-1.0, -0.5, 0.2, 0.7, 1.0))  # a rating of 1 pushes away
+    out = rank_arrays([("a", 5), ("bad", 1)], lists, [("p", 100), ("old", 90), ("q", 80)], pushing,
                       exclude={"old", "a", "bad"})
     assert [s.movie_id for s in out] == ["x", "q"]
     assert out[0].because == "a" and out[1].because is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -9,7 +10,8 @@ import pytest
 from inference.config import RankConfig
 from inference.ranking import Scored, normalize_popularity, rank
 
-CONFIG = RankConfig()
+CONFIG = RankConfig(rating_weights=(-1.0, -0.5, 0.2, 0.7, 1.0), popularity_damping=0.0)
+"""Ratings of 1-2 push away (negative weights, the former defaults) and no damping: the semantics under test."""
 POPULAR = [("pop1", 500), ("pop2", 400), ("pop3", 300), ("pop4", 200), ("pop5", 100)]
 
 
@@ -60,7 +62,7 @@ def test_poorly_rated_movies_neighbours_are_not_recommended_even_if_popular() ->
 
 def test_rating_two_pushes_away_a_movie_also_liked_weakly_elsewhere() -> None:
     neighbours = {"bad": [("shared", 0.9)], "ok": [("shared", 0.3), ("other", 0.2)]}
-    out = rank([("bad", 2), ("ok", 4)], neighbours, {}, RankConfig(recency_decay=1.0))
+    out = rank([("bad", 2), ("ok", 4)], neighbours, {}, dataclasses.replace(CONFIG, recency_decay=1.0))
     assert ids(out) == ["other"]
 
 
@@ -197,3 +199,20 @@ def test_damping_sees_viewer_counts_whether_or_not_the_popular_list_was_normaliz
     normalized = rank([("h", 5)], neighbours, normalize_popularity(popular), config)
     assert raw == normalized
     assert raw[0].movie_id == "niche"  # 0.6 / 4**0.3 beats 0.9 / 5001**0.3: the counts were used
+
+
+def test_negative_damping_lifts_the_more_watched_of_two_equally_close_movies() -> None:
+    neighbours = {"h": [("niche", 0.5), ("known", 0.5)]}
+    popularity = [("known", 99), ("niche", 3)]
+    config = RankConfig(popularity_weight=0.0, popularity_damping=-0.25)
+    out = rank([("h", 5)], neighbours, popularity, config)
+    assert ids(out) == ["known", "niche"]
+    assert math.isclose(out[0].score, 0.5 * 100 ** 0.25) and math.isclose(out[1].score, 0.5 * 4 ** 0.25)
+
+
+def test_similarity_exponent_favours_one_close_neighbour_over_two_loose_ones() -> None:
+    neighbours = {"a": [("close", 0.9), ("loose", 0.5)], "b": [("loose", 0.5)]}
+    config = RankConfig(recency_decay=1.0, popularity_weight=0.0, popularity_damping=0.0)
+    assert ids(rank([("a", 5), ("b", 5)], neighbours, {}, config)) == ["loose", "close"]
+    sharp = dataclasses.replace(config, similarity_exponent=3.0)
+    assert ids(rank([("a", 5), ("b", 5)], neighbours, {}, sharp)) == ["close", "loose"]
