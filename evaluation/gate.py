@@ -238,8 +238,10 @@ class Recipe:
         from inference.config import RankConfig
 
         known_collab = {f.name for f in dataclasses.fields(CollabConfig)}
-        return cls(CollabConfig(**{k: v for k, v in version.collab_config.items() if k in known_collab}),
-                   RankConfig.from_record(version.rank_config))
+        collab = {k: v for k, v in version.collab_config.items() if k in known_collab}
+        # a version recorded before the matrix weighting existed was fitted on the binary matrix
+        collab.setdefault("weighting", "binary")
+        return cls(CollabConfig(**collab), RankConfig.from_record(version.rank_config))
 
 
 def fetch_neighbours(source: Any, movie_ids: Sequence[str], k: int, chunk: int = 500

@@ -120,3 +120,17 @@ def test_cold_movie_targets_keep_held_out_movies_with_few_held_in_viewers() -> N
     held_in = [event(u, "pop", 1) for u in range(1, 7)] + [event(1, "rare", 1), event(2, "rare", 2)]
     split = gate.TemporalSplit(held_in, {1: ["pop", "rare"], 2: ["pop"], 3: ["new"]}, [1, 2, 3])
     assert gate.cold_movie_targets(split) == {1: ["rare"], 3: ["new"]}
+
+
+def test_a_version_recorded_before_the_weighting_is_refitted_on_the_binary_matrix() -> None:
+    """A recipe is decoded as it was fitted: the matrix weighting's default changed to idf after versions
+    were recorded without the field, and the gate must refit those as binary."""
+    from db_utils.model_versions import VersionRow
+
+    def row(collab: dict) -> VersionRow:
+        return VersionRow(id=1, status="active", reason=None, created_at=datetime(2026, 1, 1), activated_at=None,
+                          content_collection="movies", collab_collection="movies_cf_v1", rank_config={},
+                          collab_config=collab)
+
+    assert gate.Recipe.from_version(row({"dim": 64, "method": "svd"})).collab.weighting == "binary"
+    assert gate.Recipe.from_version(row({"dim": 64, "weighting": "idf", "gone": 1})).collab.weighting == "idf"
