@@ -225,10 +225,14 @@ def rank_arrays(
     pair_source = np.repeat(np.arange(len(parts)), lengths)
     contributions = np.repeat(np.array(weights), lengths) * similarities
 
+    # Exclusion by membership of the candidates (at most the pairs' count), never a pass over `exclude`,
+    # which holds the user's whole history: the ids are looked up in C (map), not in a Python loop.
     blocked = np.zeros(size, dtype=bool)
-    seen_indices = [i for m in (history_seen.keys() | exclude if exclude else history_seen)
-                    if (i := index.get(m)) is not None and i < size]
-    blocked[seen_indices] = True
+    blocked[[i for m in history_seen if (i := index.get(m)) is not None and i < size]] = True
+    if exclude:
+        unique = np.unique(candidates)
+        blocked[unique] |= np.fromiter(map(exclude.__contains__, map(ids.__getitem__, unique.tolist())),
+                                       dtype=bool, count=len(unique))
     keep = ~blocked[candidates] & (similarities >= config.min_similarity)
     candidates, contributions, pair_source = candidates[keep], contributions[keep], pair_source[keep]
     affinity = np.bincount(candidates, weights=contributions, minlength=size)

@@ -11,19 +11,24 @@ import contextlib
 import importlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from db_utils.queries import user_history_dbapi
+from db_utils.queries import SEEN_SEPARATOR, recent_and_seen_dbapi
+
+T = TypeVar("T")
 
 
 @runtime_checkable
 class HistorySource(Protocol):
     """What the service reads from the SQL store."""
 
-    def history(self, user_id: int, limit: int) -> list[tuple[str, float | None]]:
-        """The user's most recent watched or rated movies, most recent first, as (movie_id, rating|None)."""
+    def recent_and_seen(self, user_id: int, recent: int, limit: int) -> tuple[list[tuple[str, float | None]],
+                                                                              frozenset[str]]:
+        """In one round trip: the user's `recent` most recent watched or rated movies, most recent first, as
+        (movie_id, rating|None), and the ids of the whole history (at most `limit`), every one of which
+        the answer excludes."""
         ...
 
     def popular(self, limit: int) -> list[tuple[str, int]]:
@@ -63,8 +68,8 @@ class _Held:
 class SqlHistorySource:
     """`HistorySource` over `db_utils.queries`.
 
-    `history` runs on the request path: each serving thread keeps one DBAPI connection of the engine's
-    pool and runs the history statement on it directly (`queries.user_history_dbapi`), ending each read
+    `recent_and_seen` runs on the request path: each serving thread keeps one DBAPI connection of the
+    engine's pool and runs the statement on it directly (`queries.recent_and_seen_dbapi`), ending each read
     with a rollback on servers so no transaction stays open. A connection that fails once is invalidated
     and the next call opens a fresh one. `popular` (once per TTL) uses a pooled Connection.
     """
@@ -94,12 +99,14 @@ class SqlHistorySource:
                                         raw.cursor())
         return held
 
-    def history(self, user_id: int, limit: int) -> list[tuple[str, float | None]]:
+    def _read(self, read: Callable[[Any, Any], T]) -> T:
+        """`read(cursor, dialect)` on this thread's held connection, ended with a rollback on servers; on
+        failure the connection is invalidated and the next read opens a fresh one."""
         held = getattr(self._local, "held", None)
         if held is None or held.pid != os.getpid():
             held = self._hold()
         try:
-            rows = user_history_dbapi(held.cursor, held.dialect, user_id, limit)
+            out = read(held.cursor, held.dialect)
             if held.server:  # SQLite reads start no transaction; servers' do
                 held.raw.rollback()
         except Exception:
@@ -107,7 +114,15 @@ class SqlHistorySource:
             with contextlib.suppress(Exception):
                 held.raw.invalidate()
             raise
-        return [(str(movie_id), rating) for movie_id, rating in rows]
+        return out
+
+    def recent_and_seen(self, user_id: int, recent: int, limit: int) -> tuple[list[tuple[str, float | None]],
+                                                                              frozenset[str]]:
+        rows, seen = self._read(lambda cursor, dialect: recent_and_seen_dbapi(cursor, dialect, user_id, recent,
+                                                                              limit))
+        # the whole history as one string: split and hashed in C, no Python object per row beyond the ids
+        return [(str(movie_id), rating) for movie_id, rating in rows], \
+            frozenset(seen.split(SEEN_SEPARATOR)) if seen else frozenset()
 
     def popular(self, limit: int) -> list[tuple[str, int]]:
         from db_utils import queries
