@@ -33,7 +33,6 @@ from sqlalchemy import (
     or_,
     select,
     text,
-    union,
     union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -517,21 +516,36 @@ def _number(value: int) -> Any:
 def recent_and_seen_statement(recent: int, seen_limit: int) -> Any:
     """The request's one statement (bound parameter user_id): the `recent` most recent movies with their
     ratings (part 0, most recent first), then one row (part 1) whose movie_id holds the ids of the whole
-    history, at most `seen_limit`, joined by SEEN_SEPARATOR (NULL for an unknown user).
+    history joined by SEEN_SEPARATOR: the watched ids, then the rated ones, at most `seen_limit` of each
+    (the first by id), a movie in both listed twice, a separator at either end when a table has none.
 
-    The ids come from the two tables' primary keys alone (the union of the watched and the rated ids, in
-    id order, so the bound keeps the same ones every time): no join and no timestamp for them, and a long
+    The ids come from the two tables' primary keys alone: no join, no sort, no timestamp, and a long
     history leaves the database as one string instead of a row per movie. Built once per (recent,
     seen_limit), the numbers written into the SQL."""
     w, r = WATCHED_TABLE.c, RATINGS_TABLE.c
     user_id: BindParameter[Any] = bindparam("user_id")
-    history = _history_rows()
+    # The newest `recent` of each table first, in the same order (walking the (user, time) indexes), so the
+    # newest of the whole history is sorted from at most 2 x recent rows, whatever the history's length.
+    watched = (select(w.movie_id.label("movie_id"), w.last_ts.label("ts"), r.rating.label("rating"))
+               .select_from(WATCHED_TABLE.outerjoin(
+                   RATINGS_TABLE, and_(r.user_id == w.user_id, r.movie_id == w.movie_id)))
+               .where(w.user_id == user_id)
+               .order_by(w.last_ts.desc(), w.movie_id).limit(_number(recent)).subquery("newest_watched"))
+    rated_only = (select(r.movie_id, r.ts, r.rating)
+                  .where(r.user_id == user_id)
+                  .where(~exists().where(and_(w.user_id == r.user_id, w.movie_id == r.movie_id)))
+                  .order_by(r.ts.desc(), r.movie_id).limit(_number(recent)).subquery("newest_rated"))
+    history = union_all(select(watched.c.movie_id, watched.c.ts, watched.c.rating),
+                        select(rated_only.c.movie_id, rated_only.c.ts, rated_only.c.rating)).subquery("history")
     newest = (select(history.c.movie_id, history.c.rating, history.c.ts, literal_column("0").label("part"))
               .order_by(history.c.ts.desc(), history.c.movie_id).limit(_number(recent)).subquery("newest"))
-    ids = union(select(w.movie_id).where(w.user_id == user_id),
-                select(r.movie_id).where(r.user_id == user_id)).subquery("ids")
-    bounded = select(ids.c.movie_id).order_by(ids.c.movie_id).limit(_number(seen_limit)).subquery("bounded")
-    seen: Any = select(_StringAgg(bounded.c.movie_id).label("movie_id"), null().label("rating"),
+    # Each table's ids in its primary key's order (a covering index scan, no sort and no dedup: a movie
+    # both watched and rated is listed twice), aggregated into one string per table, the two joined.
+    empty, separator = literal_column("''"), literal_column(f"'{SEEN_SEPARATOR}'")
+    strings = [func.coalesce(select(_StringAgg(part.c.movie_id)).scalar_subquery(), empty) for part in (
+        select(t.c.movie_id).where(t.c.user_id == user_id).order_by(t.c.movie_id).limit(_number(seen_limit))
+        .subquery(f"{t.name}_ids") for t in (WATCHED_TABLE, RATINGS_TABLE))]
+    seen: Any = select(strings[0].concat(separator).concat(strings[1]).label("movie_id"), null().label("rating"),
                        null().label("ts"), literal_column("1").label("part"))
     parts = union_all(select(newest.c.movie_id, newest.c.rating, newest.c.ts, newest.c.part), seen).subquery("parts")
     return select(parts.c.movie_id, parts.c.rating).order_by(parts.c.part, parts.c.ts.desc(), parts.c.movie_id)
@@ -541,11 +555,12 @@ def recent_and_seen_dbapi(cursor: Any, dialect: Dialect, user_id: int, recent: i
                           seen_limit: int = 30_000) -> tuple[list[tuple[str, Any]], str]:
     """In one round trip on a raw DBAPI cursor: the user's `recent` most recent movies as (movie_id, rating)
     rows, most recent first (what `user_history` gives), and the ids of the whole history (at most
-    `seen_limit`, the first by id beyond that) as one SEEN_SEPARATOR-joined string ("" for an unknown
-    user). The request path's history read (`inference.sources.SqlHistorySource`)."""
+    `seen_limit` watched and `seen_limit` rated ones, the first by id beyond that) as one
+    SEEN_SEPARATOR-joined string, possibly with repeats ("" for an unknown user). The request path's
+    history read (`inference.sources.SqlHistorySource`)."""
     rows = _execute_dbapi(cursor, dialect, recent_and_seen_statement(recent, seen_limit), {"user_id": user_id})
     *ranked, (seen, _) = rows
-    return ranked, seen or ""
+    return ranked, seen.strip(SEEN_SEPARATOR)
 
 
 def popular_movies(conn: Connection, limit: int = 100, since: datetime | None = None) -> list[tuple[str, int]]:
