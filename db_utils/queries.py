@@ -541,7 +541,8 @@ def recent_and_seen_statement(recent: int, seen_limit: int) -> Any:
               .order_by(history.c.ts.desc(), history.c.movie_id).limit(_number(recent)).subquery("newest"))
     # Each table's ids in its primary key's order (a covering index scan, no sort and no dedup: a movie
     # both watched and rated is listed twice), aggregated into one string per table, the two joined.
-    empty, separator = literal_column("''"), literal_column(f"'{SEEN_SEPARATOR}'")
+    empty: Any = literal_column("''")
+    separator: Any = literal_column(f"'{SEEN_SEPARATOR}'")
     strings = [func.coalesce(select(_StringAgg(part.c.movie_id)).scalar_subquery(), empty) for part in (
         select(t.c.movie_id).where(t.c.user_id == user_id).order_by(t.c.movie_id).limit(_number(seen_limit))
         .subquery(f"{t.name}_ids") for t in (WATCHED_TABLE, RATINGS_TABLE))]
