@@ -531,8 +531,14 @@ def recent_and_seen_statement(recent: int, seen_limit: int) -> Any:
                    RATINGS_TABLE, and_(r.user_id == w.user_id, r.movie_id == w.movie_id)))
                .where(w.user_id == user_id)
                .order_by(w.last_ts.desc(), w.movie_id).limit(_number(recent)).subquery("newest_watched"))
+    # A movie only rated can be among the newest only if it is no older than the `recent`-th newest watch:
+    # the ratings before that are not even read (without the bound, a history of rated watches is probed
+    # row by row for the one rated-only movie it may not have).
+    nth_watch = (select(w.last_ts).where(w.user_id == user_id).order_by(w.last_ts.desc())
+                 .offset(_number(recent - 1)).limit(_number(1)).scalar_subquery())
+    first_rating = select(func.min(r.ts)).where(r.user_id == user_id).scalar_subquery()
     rated_only = (select(r.movie_id, r.ts, r.rating)
-                  .where(r.user_id == user_id)
+                  .where(r.user_id == user_id, r.ts >= func.coalesce(nth_watch, first_rating))
                   .where(~exists().where(and_(w.user_id == r.user_id, w.movie_id == r.movie_id)))
                   .order_by(r.ts.desc(), r.movie_id).limit(_number(recent)).subquery("newest_rated"))
     history = union_all(select(watched.c.movie_id, watched.c.ts, watched.c.rating),

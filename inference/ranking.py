@@ -35,6 +35,7 @@ make the list go through Python. The service serves `rank_arrays`.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -225,11 +226,15 @@ def rank_arrays(
     pair_source = np.repeat(np.arange(len(parts)), lengths)
     contributions = np.repeat(np.array(weights), lengths) * similarities
 
-    # Exclusion by membership of the candidates (at most the pairs' count), never a pass over `exclude`,
-    # which holds the user's whole history: the ids are looked up in C (map), not in a Python loop.
+    # `exclude` holds the user's whole history: it is matched from the smaller side, its ids looked up in
+    # the table or the candidates' ids looked up in it (at most the pairs' count), in C (map), never in a
+    # Python loop.
     blocked = np.zeros(size, dtype=bool)
     blocked[[i for m in history_seen if (i := index.get(m)) is not None and i < size]] = True
-    if exclude:
+    if exclude and len(exclude) <= len(candidates):
+        found = np.fromiter(map(index.get, exclude, itertools.repeat(size)), dtype=np.int64, count=len(exclude))
+        blocked[found[found < size]] = True
+    elif exclude:
         unique = np.unique(candidates)
         blocked[unique] |= np.fromiter(map(exclude.__contains__, map(ids.__getitem__, unique.tolist())),
                                        dtype=bool, count=len(unique))

@@ -5,6 +5,7 @@ left open, and a fresh connection after a failure."""
 from __future__ import annotations
 
 import dataclasses
+import random
 import threading
 from datetime import datetime, timedelta
 
@@ -123,3 +124,31 @@ def test_no_transaction_stays_open_between_reads(source, store_engine):
     with store_engine.connect() as conn:
         state = conn.execute(text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}).scalar()
     assert state == "idle"
+
+
+def test_the_newest_rows_equal_the_whole_ordered_history_on_random_histories(store_engine):
+    """Users of 0 to 200 movies, watched, rated or both, on few distinct times (so ties are common): the
+    bounded read of the newest 10 equals the first 10 of the whole history sorted, for every user."""
+    rng = random.Random(17)
+    movies = [f"movie+{i}+2000" for i in range(300)]
+    watches, ratings = [], []
+    for user in range(1, 41):
+        chosen = rng.sample(movies, rng.randint(0, 200))
+        for movie in chosen:
+            kind = rng.random()
+            if kind < 0.8:
+                watches.append({"user_id": user, "movie_id": movie, "minute": 1, "ts": t(rng.randint(0, 30))})
+            if kind > 0.5:
+                ratings.append({"user_id": user, "movie_id": movie, "rating": rng.randint(1, 5),
+                                "ts": t(rng.randint(0, 30))})
+    with store_engine.begin() as conn:
+        queries.upsert_watches(conn, watches)
+        queries.upsert_ratings(conn, ratings)
+        expected = {u: [(h.movie_id, h.rating) for h in queries.user_history(conn, u, limit=10_000)]
+                    for u in range(1, 42)}
+    src = SqlHistorySource(store_engine.url.render_as_string(hide_password=False))
+    try:
+        for user, whole in expected.items():
+            assert src.recent_and_seen(user, 10, 30_000) == (whole[:10], frozenset(m for m, _ in whole)), user
+    finally:
+        dispose_all()
