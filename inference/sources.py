@@ -60,7 +60,7 @@ class _Held:
 
     pid: int
     dialect: Any
-    server: bool
+    rollback: bool
     raw: Any
     cursor: Any
 
@@ -69,8 +69,8 @@ class SqlHistorySource:
     """`HistorySource` over `db_utils.queries`.
 
     `recent_and_seen` runs on the request path: each serving thread keeps one DBAPI connection of the
-    engine's pool and runs the statement on it directly (`queries.recent_and_seen_dbapi`), ending each read
-    with a rollback on servers so no transaction stays open. A connection that fails once is invalidated
+    engine's pool and runs the statement on it directly (`queries.recent_and_seen_dbapi`), in autocommit on
+    servers so the read is one round trip and no transaction stays open. A connection that fails once is invalidated
     and the next call opens a fresh one. `popular` (once per TTL) uses a pooled Connection.
     """
 
@@ -92,22 +92,30 @@ class SqlHistorySource:
         return engine
 
     def _hold(self) -> _Held:
-        """This thread's DBAPI connection (opened on first use in this process) and a cursor on it."""
+        """This thread's DBAPI connection (opened on first use in this process) and a cursor on it. On a
+        server the connection is put in autocommit: a read is then its one round trip, with no BEGIN
+        before it and no ROLLBACK after it, and no transaction stays open between requests."""
         engine = self._engine()
         raw = engine.raw_connection()
-        held = self._local.held = _Held(os.getpid(), engine.dialect, engine.dialect.name != "sqlite", raw,
-                                        raw.cursor())
+        rollback = engine.dialect.name != "sqlite"  # SQLite reads start no transaction; servers' do
+        if rollback:
+            try:
+                raw.driver_connection.autocommit = True  # psycopg and pyodbc both have the attribute
+                rollback = False
+            except Exception:  # a driver without it: end each read with a rollback instead
+                pass
+        held = self._local.held = _Held(os.getpid(), engine.dialect, rollback, raw, raw.cursor())
         return held
 
     def _read(self, read: Callable[[Any, Any], T]) -> T:
-        """`read(cursor, dialect)` on this thread's held connection, ended with a rollback on servers; on
-        failure the connection is invalidated and the next read opens a fresh one."""
+        """`read(cursor, dialect)` on this thread's held connection (ended with a rollback where the driver
+        has no autocommit); on failure the connection is invalidated and the next read opens a fresh one."""
         held = getattr(self._local, "held", None)
         if held is None or held.pid != os.getpid():
             held = self._hold()
         try:
             out = read(held.cursor, held.dialect)
-            if held.server:  # SQLite reads start no transaction; servers' do
+            if held.rollback:
                 held.raw.rollback()
         except Exception:
             self._local.held = None
