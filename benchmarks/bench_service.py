@@ -175,7 +175,8 @@ def build_movielens(workdir: str) -> tuple[dict, list[int], int]:
 
 def copy_store(source_url: str, target_url: str) -> None:
     """Every table of the SQL store from one database into another one migrated to the same head (the
-    production topology's PostgreSQL gets the demo's SQLite rows, model versions included)."""
+    production topology's PostgreSQL gets the demo's SQLite rows, model versions included), then
+    VACUUM ANALYZE on PostgreSQL so the planner has statistics and index-only scans stay index-only."""
     from db_utils import migrate
     from db_utils.engine import create
     from db_utils.models import Base
@@ -187,6 +188,9 @@ def copy_store(source_url: str, target_url: str) -> None:
             rows = [dict(row._mapping) for row in read.execute(table.select())]
             for start in range(0, len(rows), 5_000):
                 write.execute(table.insert(), rows[start:start + 5_000])
+    if target.dialect.name == "postgresql":  # statistics and visibility map, as a live server's autovacuum keeps
+        with target.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
     source.dispose()
     target.dispose()
 
