@@ -22,11 +22,14 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Dialect,
+    String,
     Table,
     and_,
     bindparam,
     exists,
     func,
+    literal_column,
+    null,
     or_,
     select,
     text,
@@ -34,7 +37,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.default import DefaultDialect
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 
 from db_utils.models import (
     MOVIES_TABLE,
@@ -417,10 +422,9 @@ def insert_rejected(conn: Connection, rows: Iterable[RejectedRow]) -> int:
 # ----------------------------------------------------------------------------------------------- reads
 
 
-@functools.cache
-def _user_history_statement() -> Any:
-    """The history query, built once with bound parameters: building the statement per call cost the
-    service about 0.6 ms a request (the SQL itself runs in about 0.03 ms on SQLite)."""
+def _history_rows() -> Any:
+    """A user's history as rows (movie_id, ts, rating), unordered: watched movies with their rating, if
+    any, and movies only rated (bound parameter user_id)."""
     w, r = WATCHED_TABLE.c, RATINGS_TABLE.c
     user_id: BindParameter[Any] = bindparam("user_id")
     watched = (select(w.movie_id.label("movie_id"), w.last_ts.label("ts"), r.rating.label("rating"))
@@ -430,7 +434,14 @@ def _user_history_statement() -> Any:
     rated_only = (select(r.movie_id, r.ts, r.rating)
                   .where(r.user_id == user_id)
                   .where(~exists().where(and_(w.user_id == r.user_id, w.movie_id == r.movie_id))))
-    both = union_all(watched, rated_only).subquery()
+    return union_all(watched, rated_only).subquery("history")
+
+
+@functools.cache
+def _user_history_statement() -> Any:
+    """The history query, built once with bound parameters: building the statement per call cost the
+    service about 0.6 ms a request (the SQL itself runs in about 0.03 ms on SQLite)."""
+    both = _history_rows()
     return select(both.c.movie_id, both.c.ts, both.c.rating).order_by(
         both.c.ts.desc(), both.c.movie_id).limit(bindparam("limit"))
 
@@ -443,27 +454,120 @@ def user_history(conn: Connection, user_id: int, limit: int = 50) -> list[Histor
 
 
 @functools.cache
-def _compiled_history(dialect: Dialect) -> tuple[str, list[str] | None, dict[str, Any]]:
-    """The history statement as the dialect's SQL text, the order of its positional parameters (None when
-    the driver takes named ones), and the values of the parameters SQLAlchemy adds itself (SQLite's
-    OFFSET)."""
-    compiled = _user_history_statement().compile(dialect=dialect)
-    defaults = {k: v for k, v in compiled.construct_params({"user_id": 0, "limit": 0}).items()
-                if k not in ("user_id", "limit")}
+def _compiled(stmt: Any, dialect: Dialect, names: tuple[str, ...]) -> tuple[str, list[str] | None, dict[str, Any]]:
+    """A statement as the dialect's SQL text, the order of its positional parameters (None when the driver
+    takes named ones), and the values of the parameters SQLAlchemy adds itself (SQLite's OFFSET)."""
+    compiled = stmt.compile(dialect=dialect)
+    defaults = {k: v for k, v in compiled.construct_params(dict.fromkeys(names, 0)).items() if k not in names}
     return str(compiled), compiled.positiontup, defaults
 
 
-def user_history_dbapi(cursor: Any, dialect: Dialect, user_id: int, limit: int = 50) -> list[tuple[str, Any]]:
-    """`user_history`'s statement on a raw DBAPI cursor, as (movie_id, rating) rows, most recent first.
-
-    The same SQL, compiled once per dialect; what it skips is SQLAlchemy's per-call execution context and
-    result processing, which cost the service more than the query itself on SQLite (docs/benchmarks.md).
-    For the request path only: everything else goes through a Connection.
-    """
-    sql, order, defaults = _compiled_history(dialect)
-    values = {**defaults, "user_id": user_id, "limit": limit}
+def _execute_dbapi(cursor: Any, dialect: Dialect, stmt: Any, values: dict[str, Any]) -> list[Any]:
+    """A statement built once on a raw DBAPI cursor (compiled once per dialect): what this skips is
+    SQLAlchemy's per-call execution context and result processing, which cost the service more than the
+    query itself on SQLite (docs/benchmarks.md). For the request path only."""
+    sql, order, defaults = _compiled(stmt, dialect, tuple(values))
+    values = {**defaults, **values}
     cursor.execute(sql, values if order is None else tuple(values[name] for name in order))
-    return [(row[0], row[2]) for row in cursor.fetchall()]
+    return cursor.fetchall()
+
+
+def user_history_dbapi(cursor: Any, dialect: Dialect, user_id: int, limit: int = 50) -> list[tuple[str, Any]]:
+    """`user_history`'s statement on a raw DBAPI cursor, as (movie_id, rating) rows, most recent first."""
+    rows = _execute_dbapi(cursor, dialect, _user_history_statement(), {"user_id": user_id, "limit": limit})
+    return [(row[0], row[2]) for row in rows]
+
+
+SEEN_SEPARATOR = ","
+"""Between the ids of `recent_and_seen_dbapi`'s aggregated row: the separator of every id list the
+project stores or serves (`recommendations_served.movie_ids`, the answer body), so no movie id holds one."""
+
+
+class _StringAgg(FunctionElement[str]):
+    """The string aggregate of one column joined by SEEN_SEPARATOR: group_concat on SQLite, string_agg on
+    PostgreSQL, STRING_AGG over NVARCHAR(MAX) on SQL Server (so 4,000 characters do not cap it)."""
+
+    type = String()
+    name = "string_agg"
+    inherit_cache = True
+
+
+@compiles(_StringAgg)
+def _string_agg_default(element: _StringAgg, compiler: Any, **kw: Any) -> str:
+    return f"string_agg({compiler.process(element.clauses, **kw)}, '{SEEN_SEPARATOR}')"
+
+
+@compiles(_StringAgg, "sqlite")
+def _string_agg_sqlite(element: _StringAgg, compiler: Any, **kw: Any) -> str:
+    return f"group_concat({compiler.process(element.clauses, **kw)}, '{SEEN_SEPARATOR}')"
+
+
+@compiles(_StringAgg, "mssql")
+def _string_agg_mssql(element: _StringAgg, compiler: Any, **kw: Any) -> str:
+    return f"STRING_AGG(CAST({compiler.process(element.clauses, **kw)} AS NVARCHAR(MAX)), '{SEEN_SEPARATOR}')"
+
+
+def _number(value: int) -> Any:
+    """A limit written into the SQL text (so SQL Server's TOP needs no value at execution)."""
+    return literal_column(str(int(value)))
+
+
+@functools.cache
+def recent_and_seen_statement(recent: int, seen_limit: int) -> Any:
+    """The request's one statement (bound parameter user_id): the `recent` most recent movies with their
+    ratings (part 0, most recent first), then one row (part 1) whose movie_id holds the ids of the whole
+    history joined by SEEN_SEPARATOR: the watched ids, then the rated ones, at most `seen_limit` of each
+    (the first by id), a movie in both listed twice, a separator at either end when a table has none.
+
+    The ids come from the two tables' primary keys alone: no join, no sort, no timestamp, and a long
+    history leaves the database as one string instead of a row per movie. Built once per (recent,
+    seen_limit), the numbers written into the SQL."""
+    w, r = WATCHED_TABLE.c, RATINGS_TABLE.c
+    user_id: BindParameter[Any] = bindparam("user_id")
+    # The newest `recent` of each table first, in the same order (walking the (user, time) indexes), so the
+    # newest of the whole history is sorted from at most 2 x recent rows, whatever the history's length.
+    watched = (select(w.movie_id.label("movie_id"), w.last_ts.label("ts"), r.rating.label("rating"))
+               .select_from(WATCHED_TABLE.outerjoin(
+                   RATINGS_TABLE, and_(r.user_id == w.user_id, r.movie_id == w.movie_id)))
+               .where(w.user_id == user_id)
+               .order_by(w.last_ts.desc(), w.movie_id).limit(_number(recent)).subquery("newest_watched"))
+    # A movie only rated can be among the newest only if it is no older than the `recent`-th newest watch:
+    # the ratings before that are not even read (without the bound, a history of rated watches is probed
+    # row by row for the one rated-only movie it may not have).
+    nth_watch = (select(w.last_ts).where(w.user_id == user_id).order_by(w.last_ts.desc())
+                 .offset(_number(recent - 1)).limit(_number(1)).scalar_subquery())
+    first_rating = select(func.min(r.ts)).where(r.user_id == user_id).scalar_subquery()
+    rated_only = (select(r.movie_id, r.ts, r.rating)
+                  .where(r.user_id == user_id, r.ts >= func.coalesce(nth_watch, first_rating))
+                  .where(~exists().where(and_(w.user_id == r.user_id, w.movie_id == r.movie_id)))
+                  .order_by(r.ts.desc(), r.movie_id).limit(_number(recent)).subquery("newest_rated"))
+    history = union_all(select(watched.c.movie_id, watched.c.ts, watched.c.rating),
+                        select(rated_only.c.movie_id, rated_only.c.ts, rated_only.c.rating)).subquery("history")
+    newest = (select(history.c.movie_id, history.c.rating, history.c.ts, literal_column("0").label("part"))
+              .order_by(history.c.ts.desc(), history.c.movie_id).limit(_number(recent)).subquery("newest"))
+    # Each table's ids in its primary key's order (a covering index scan, no sort and no dedup: a movie
+    # both watched and rated is listed twice), aggregated into one string per table, the two joined.
+    empty: Any = literal_column("''")
+    separator: Any = literal_column(f"'{SEEN_SEPARATOR}'")
+    strings = [func.coalesce(select(_StringAgg(part.c.movie_id)).scalar_subquery(), empty) for part in (
+        select(t.c.movie_id).where(t.c.user_id == user_id).order_by(t.c.movie_id).limit(_number(seen_limit))
+        .subquery(f"{t.name}_ids") for t in (WATCHED_TABLE, RATINGS_TABLE))]
+    seen: Any = select(strings[0].concat(separator).concat(strings[1]).label("movie_id"), null().label("rating"),
+                       null().label("ts"), literal_column("1").label("part"))
+    parts = union_all(select(newest.c.movie_id, newest.c.rating, newest.c.ts, newest.c.part), seen).subquery("parts")
+    return select(parts.c.movie_id, parts.c.rating).order_by(parts.c.part, parts.c.ts.desc(), parts.c.movie_id)
+
+
+def recent_and_seen_dbapi(cursor: Any, dialect: Dialect, user_id: int, recent: int = 50,
+                          seen_limit: int = 30_000) -> tuple[list[tuple[str, Any]], str]:
+    """In one round trip on a raw DBAPI cursor: the user's `recent` most recent movies as (movie_id, rating)
+    rows, most recent first (what `user_history` gives), and the ids of the whole history (at most
+    `seen_limit` watched and `seen_limit` rated ones, the first by id beyond that) as one
+    SEEN_SEPARATOR-joined string, possibly with repeats ("" for an unknown user). The request path's
+    history read (`inference.sources.SqlHistorySource`)."""
+    rows = _execute_dbapi(cursor, dialect, recent_and_seen_statement(recent, seen_limit), {"user_id": user_id})
+    *ranked, (seen, _) = rows
+    return ranked, seen.strip(SEEN_SEPARATOR)
 
 
 def popular_movies(conn: Connection, limit: int = 100, since: datetime | None = None) -> list[tuple[str, int]]:

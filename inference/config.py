@@ -87,9 +87,9 @@ class ServiceSettings(EnvSettings):
     history_size: int = env("RECOMMEND_HISTORY_SIZE", 50, minimum=1)
     """the most recent N watched or rated movies the ranking reads."""
     exclude_limit: int = env("RECOMMEND_EXCLUDE_LIMIT", 30_000, minimum=1)
-    """the most movies of one user's history read per request (in the same
-    round trip as the ranked part); none of them is ever recommended. The default exceeds the
-    simulator's catalog (27,000), so in practice a user's whole history is excluded."""
+    """the most watched and the most rated ids of one user read per request (in the
+    same round trip as the ranked part, as one string each); none of them is ever recommended. The
+    default exceeds the simulator's catalog (27,000), so in practice a user's whole history is excluded."""
     model_poll_seconds: float = env("MODEL_POLL_SECONDS", 5.0, minimum=0.05)
     """how often each worker looks up the active model version (one indexed row)."""
     switch_warm: int = env("MODEL_SWITCH_WARM", 5_000, minimum=0)

@@ -36,6 +36,7 @@ make the list go through Python. The service serves `rank_arrays`.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -231,10 +232,18 @@ def rank_arrays(
         np.copysign(np.abs(similarities) ** config.similarity_exponent, similarities)
     contributions = np.repeat(np.array(weights), lengths) * powered
 
+    # `exclude` holds the user's whole history: it is matched from the smaller side, its ids looked up in
+    # the table or the candidates' ids looked up in it (at most the pairs' count), in C (map), never in a
+    # Python loop.
     blocked = np.zeros(size, dtype=bool)
-    seen_indices = [i for m in (history_seen.keys() | exclude if exclude else history_seen)
-                    if (i := index.get(m)) is not None and i < size]
-    blocked[seen_indices] = True
+    blocked[[i for m in history_seen if (i := index.get(m)) is not None and i < size]] = True
+    if exclude and len(exclude) <= len(candidates):
+        found = np.fromiter(map(index.get, exclude, itertools.repeat(size)), dtype=np.int64, count=len(exclude))
+        blocked[found[found < size]] = True
+    elif exclude:
+        unique = np.unique(candidates)
+        blocked[unique] |= np.fromiter(map(exclude.__contains__, map(ids.__getitem__, unique.tolist())),
+                                       dtype=bool, count=len(unique))
     keep = ~blocked[candidates] & (similarities >= config.min_similarity)
     candidates, contributions, pair_source = candidates[keep], contributions[keep], pair_source[keep]
     affinity = np.bincount(candidates, weights=contributions, minlength=size)

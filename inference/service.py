@@ -210,14 +210,13 @@ class Recommender:
         return fetched
 
     # -- answers ------------------------------------------------------------------------------------
-    def _history(self, user_id: int) -> tuple[list[tuple[str, float | None]], set[str]]:
-        """One round trip: the user's whole history (bounded by `exclude_limit`), most recent first. The
-        ranking reads the first `history_size`; the answer excludes all of it."""
-        rows = self.history_source.history(user_id, self.settings.exclude_limit)
-        return rows[:self.settings.history_size], {m for m, _ in rows}
+    def _history(self, user_id: int) -> tuple[list[tuple[str, float | None]], frozenset[str]]:
+        """One round trip: the `history_size` most recent movies, which the ranking reads, and the ids of
+        the whole history (at most `exclude_limit`), which the answer excludes."""
+        return self.history_source.recent_and_seen(user_id, self.settings.history_size, self.settings.exclude_limit)
 
     def _popular_answer(self, model: ServedModel, popular: NormalizedPopularity,
-                        history: list[tuple[str, float | None]], seen: set[str], kind: str,
+                        history: list[tuple[str, float | None]], seen: frozenset[str], kind: str,
                         reason: str | None) -> Outcome:
         return Outcome(rank(history, {}, popular, model.rank, exclude=seen), kind, reason, model.name)
 
@@ -238,7 +237,7 @@ class Recommender:
             self._mark("sql", None)
         except Exception as exc:
             self._mark("sql", exc)
-            return self._fallback(model, popular, [], set(), classify(exc, "sql"))
+            return self._fallback(model, popular, [], frozenset(), classify(exc, "sql"))
         return self._rank_history(model, history, seen, popular)
 
     def recommend_many(self, user_ids: Sequence[int]) -> dict[int, Outcome]:
@@ -260,7 +259,7 @@ class Recommender:
 
     def _recommend_many_with(self, model: ServedModel, user_ids: Sequence[int]) -> dict[int, Outcome]:
         popular = self.popular()
-        histories: dict[int, tuple[list[tuple[str, float | None]], set[str]]] = {}
+        histories: dict[int, tuple[list[tuple[str, float | None]], frozenset[str]]] = {}
         out: dict[int, Outcome] = {}
         for user_id in dict.fromkeys(user_ids):
             try:
@@ -268,7 +267,7 @@ class Recommender:
                 self._mark("sql", None)
             except Exception as exc:
                 self._mark("sql", exc)
-                out[user_id] = self._fallback(model, popular, [], set(), classify(exc, "sql"))
+                out[user_id] = self._fallback(model, popular, [], frozenset(), classify(exc, "sql"))
         if histories:
             # warm the cache with every user's movies in one batched query; on failure each user
             # below falls back on its own
@@ -278,7 +277,7 @@ class Recommender:
             out[user_id] = self._rank_history(model, history, seen, popular)
         return out
 
-    def _rank_history(self, model: ServedModel, history: list[tuple[str, float | None]], seen: set[str],
+    def _rank_history(self, model: ServedModel, history: list[tuple[str, float | None]], seen: frozenset[str],
                       popular: NormalizedPopularity) -> Outcome:
         if not history:
             self.metrics.cold_start.inc()
@@ -293,13 +292,13 @@ class Recommender:
                        model.name)
 
     def _fallback(self, model: ServedModel, popular: NormalizedPopularity, history: list[tuple[str, float | None]],
-                  seen: set[str], reason: str) -> Outcome:
+                  seen: frozenset[str], reason: str) -> Outcome:
         self.metrics.fallback.labels(reason=reason).inc()
         return self._popular_answer(model, popular, history, seen, "fallback", reason)
 
     def fallback_answer(self, reason: str = "error") -> Outcome:
         """The in-memory popular list, for a request that failed in an unexpected way."""
-        return self._fallback(self.model, normalize_popularity(self.popular_cache.items), [], set(), reason)
+        return self._fallback(self.model, normalize_popularity(self.popular_cache.items), [], frozenset(), reason)
 
     def similar(self, movie_id: str, k: int) -> list[tuple[str, float]] | None:
         """Nearest movies of one movie (None when it has no vector); raises when the vectors fail."""

@@ -11,19 +11,24 @@ import contextlib
 import importlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from db_utils.queries import user_history_dbapi
+from db_utils.queries import SEEN_SEPARATOR, recent_and_seen_dbapi
+
+T = TypeVar("T")
 
 
 @runtime_checkable
 class HistorySource(Protocol):
     """What the service reads from the SQL store."""
 
-    def history(self, user_id: int, limit: int) -> list[tuple[str, float | None]]:
-        """The user's most recent watched or rated movies, most recent first, as (movie_id, rating|None)."""
+    def recent_and_seen(self, user_id: int, recent: int, limit: int) -> tuple[list[tuple[str, float | None]],
+                                                                              frozenset[str]]:
+        """In one round trip: the user's `recent` most recent watched or rated movies, most recent first, as
+        (movie_id, rating|None), and the ids of the whole history (at most `limit`), every one of which
+        the answer excludes."""
         ...
 
     def popular(self, limit: int) -> list[tuple[str, int]]:
@@ -55,7 +60,7 @@ class _Held:
 
     pid: int
     dialect: Any
-    server: bool
+    rollback: bool
     raw: Any
     cursor: Any
 
@@ -63,9 +68,9 @@ class _Held:
 class SqlHistorySource:
     """`HistorySource` over `db_utils.queries`.
 
-    `history` runs on the request path: each serving thread keeps one DBAPI connection of the engine's
-    pool and runs the history statement on it directly (`queries.user_history_dbapi`), ending each read
-    with a rollback on servers so no transaction stays open. A connection that fails once is invalidated
+    `recent_and_seen` runs on the request path: each serving thread keeps one DBAPI connection of the
+    engine's pool and runs the statement on it directly (`queries.recent_and_seen_dbapi`), in autocommit on
+    servers so the read is one round trip and no transaction stays open. A connection that fails once is invalidated
     and the next call opens a fresh one. `popular` (once per TTL) uses a pooled Connection.
     """
 
@@ -87,27 +92,45 @@ class SqlHistorySource:
         return engine
 
     def _hold(self) -> _Held:
-        """This thread's DBAPI connection (opened on first use in this process) and a cursor on it."""
+        """This thread's DBAPI connection (opened on first use in this process) and a cursor on it. On a
+        server the connection is put in autocommit: a read is then its one round trip, with no BEGIN
+        before it and no ROLLBACK after it, and no transaction stays open between requests."""
         engine = self._engine()
         raw = engine.raw_connection()
-        held = self._local.held = _Held(os.getpid(), engine.dialect, engine.dialect.name != "sqlite", raw,
-                                        raw.cursor())
+        rollback = engine.dialect.name != "sqlite"  # SQLite reads start no transaction; servers' do
+        if rollback:
+            try:
+                raw.driver_connection.autocommit = True  # psycopg and pyodbc both have the attribute
+                rollback = False
+            except Exception:  # a driver without it: end each read with a rollback instead
+                pass
+        held = self._local.held = _Held(os.getpid(), engine.dialect, rollback, raw, raw.cursor())
         return held
 
-    def history(self, user_id: int, limit: int) -> list[tuple[str, float | None]]:
+    def _read(self, read: Callable[[Any, Any], T]) -> T:
+        """`read(cursor, dialect)` on this thread's held connection (ended with a rollback where the driver
+        has no autocommit); on failure the connection is invalidated and the next read opens a fresh one."""
         held = getattr(self._local, "held", None)
         if held is None or held.pid != os.getpid():
             held = self._hold()
         try:
-            rows = user_history_dbapi(held.cursor, held.dialect, user_id, limit)
-            if held.server:  # SQLite reads start no transaction; servers' do
+            out = read(held.cursor, held.dialect)
+            if held.rollback:
                 held.raw.rollback()
         except Exception:
             self._local.held = None
             with contextlib.suppress(Exception):
                 held.raw.invalidate()
             raise
-        return [(str(movie_id), rating) for movie_id, rating in rows]
+        return out
+
+    def recent_and_seen(self, user_id: int, recent: int, limit: int) -> tuple[list[tuple[str, float | None]],
+                                                                              frozenset[str]]:
+        rows, seen = self._read(lambda cursor, dialect: recent_and_seen_dbapi(cursor, dialect, user_id, recent,
+                                                                              limit))
+        # the whole history as one string: split and hashed in C, no Python object per row beyond the ids
+        return [(str(movie_id), rating) for movie_id, rating in rows], \
+            frozenset(seen.split(SEEN_SEPARATOR)) if seen else frozenset()
 
     def popular(self, limit: int) -> list[tuple[str, int]]:
         from db_utils import queries

@@ -1,8 +1,11 @@
 """SqlHistorySource on real stores (SQLite and PostgreSQL): one held DBAPI connection per serving thread,
-the same rows as `queries.user_history`, no transaction left open, and a fresh connection after a failure."""
+the same rows as `queries.user_history` and every id of the history in one round trip, no transaction
+left open, and a fresh connection after a failure."""
 
 from __future__ import annotations
 
+import dataclasses
+import random
 import threading
 from datetime import datetime, timedelta
 
@@ -32,40 +35,87 @@ def source(store_engine: Engine):
     dispose_all()
 
 
+SEEN = frozenset({"a+2000", "b+2001", "c+2002"})
+
+
 def test_history_matches_the_connection_query_and_reuses_the_thread_connection(source, store_engine):
     with store_engine.connect() as conn:
         expected = [(h.movie_id, h.rating) for h in queries.user_history(conn, 1)]
-    assert source.history(1, 50) == expected == [("c+2002", 2), ("b+2001", None), ("a+2000", 5)]
+    assert source.recent_and_seen(1, 50, 1000) == (expected, SEEN)
+    assert expected == [("c+2002", 2), ("b+2001", None), ("a+2000", 5)]
     held = source._local.held.raw
-    assert source.history(1, 2) == expected[:2]
-    assert source.history(12345, 50) == []
+    assert source.recent_and_seen(1, 2, 1000) == (expected[:2], SEEN)  # the excluded ids are all of them
+    assert source.recent_and_seen(12345, 50, 1000) == ([], frozenset())
     assert source._local.held.raw is held  # one connection for this thread, kept
 
     other: list = []
-    thread = threading.Thread(target=lambda: other.extend([source.history(1, 50), source._local.held.raw]))
+    thread = threading.Thread(target=lambda: other.extend([source.recent_and_seen(1, 50, 1000),
+                                                           source._local.held.raw]))
     thread.start()
     thread.join(timeout=30)
-    assert other[0] == expected and other[1] is not held  # each serving thread holds its own
+    assert other[0] == (expected, SEEN) and other[1] is not held  # each serving thread holds its own
+
+
+def test_a_long_history_reads_its_newest_part_and_every_id_in_one_statement(store_engine):
+    """700 watched movies, 250 of them rated (some later than the watch), 100 more only rated: the newest
+    50 with their ratings in order, and all 800 ids, from a single execute on the held cursor."""
+    movies = [f"movie+{i}+2000" for i in range(800)]
+    with store_engine.begin() as conn:
+        queries.upsert_watches(conn, [{"user_id": 7, "movie_id": movies[i], "minute": 1, "ts": t(2 * i)}
+                                      for i in range(700)])
+        queries.upsert_ratings(conn, [{"user_id": 7, "movie_id": movies[i], "rating": 1 + i % 5,
+                                       "ts": t(2 * i + (3 if i % 2 else -1))} for i in range(450, 800)])
+        queries.upsert_watches(conn, [{"user_id": 8, "movie_id": movies[0], "minute": 1, "ts": t(0)}])
+    with store_engine.connect() as conn:
+        expected = [(h.movie_id, h.rating) for h in queries.user_history(conn, 7, limit=50)]
+    src = SqlHistorySource(store_engine.url.render_as_string(hide_password=False))
+    try:
+        recent, seen = src.recent_and_seen(7, 50, 30_000)
+        assert recent == expected and len(recent) == 50
+        assert seen == frozenset(movies)
+        calls: list[str] = []
+        src._local.held = dataclasses.replace(src._local.held, cursor=_Counting(src._local.held.cursor, calls))
+        assert src.recent_and_seen(7, 50, 30_000) == (recent, seen)
+        assert len(calls) == 1
+        # a bound below the history's size reads at most that many ids of each table, the first by id
+        assert src.recent_and_seen(7, 50, 300)[1] == frozenset(sorted(movies[:700])[:300] + sorted(movies[450:])[:300])
+        assert src.recent_and_seen(8, 50, 30_000) == ([("movie+0+2000", None)], frozenset({"movie+0+2000"}))
+    finally:
+        dispose_all()
+
+
+class _Counting:
+    """A DBAPI cursor that records each statement it executes."""
+
+    def __init__(self, cursor, calls: list[str]) -> None:
+        self._cursor, self._calls = cursor, calls
+
+    def execute(self, sql, *args, **kwargs):
+        self._calls.append(sql)
+        return self._cursor.execute(sql, *args, **kwargs)
+
+    def fetchall(self):
+        return self._cursor.fetchall()
 
 
 def test_a_failed_read_drops_the_connection_and_the_next_read_recovers(source, store_engine):
-    assert source.history(1, 50)
+    assert source.recent_and_seen(1, 50, 1000)[0]
     with store_engine.begin() as conn:
         conn.execute(text("ALTER TABLE ratings RENAME TO ratings_away"))
     try:
         with pytest.raises(Exception, match="ratings"):
-            source.history(1, 50)
+            source.recent_and_seen(1, 50, 1000)
         assert source._local.held is None
     finally:
         with store_engine.begin() as conn:
             conn.execute(text("ALTER TABLE ratings_away RENAME TO ratings"))
-    assert source.history(1, 50) == [("c+2002", 2), ("b+2001", None), ("a+2000", 5)]
+    assert source.recent_and_seen(1, 50, 1000) == ([("c+2002", 2), ("b+2001", None), ("a+2000", 5)], SEEN)
 
 
 def test_no_transaction_stays_open_between_reads(source, store_engine):
     """An open read transaction would pin a snapshot: SQLite's WAL could not be checkpointed, PostgreSQL
     could not vacuum."""
-    source.history(1, 50)
+    source.recent_and_seen(1, 50, 1000)
     driver = source._local.held.raw.driver_connection
     if store_engine.dialect.name == "sqlite":
         assert driver.in_transaction is False
@@ -74,3 +124,31 @@ def test_no_transaction_stays_open_between_reads(source, store_engine):
     with store_engine.connect() as conn:
         state = conn.execute(text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}).scalar()
     assert state == "idle"
+
+
+def test_the_newest_rows_equal_the_whole_ordered_history_on_random_histories(store_engine):
+    """Users of 0 to 200 movies, watched, rated or both, on few distinct times (so ties are common): the
+    bounded read of the newest 10 equals the first 10 of the whole history sorted, for every user."""
+    rng = random.Random(17)
+    movies = [f"movie+{i}+2000" for i in range(300)]
+    watches, ratings = [], []
+    for user in range(1, 41):
+        chosen = rng.sample(movies, rng.randint(0, 200))
+        for movie in chosen:
+            kind = rng.random()
+            if kind < 0.8:
+                watches.append({"user_id": user, "movie_id": movie, "minute": 1, "ts": t(rng.randint(0, 30))})
+            if kind > 0.5:
+                ratings.append({"user_id": user, "movie_id": movie, "rating": rng.randint(1, 5),
+                                "ts": t(rng.randint(0, 30))})
+    with store_engine.begin() as conn:
+        queries.upsert_watches(conn, watches)
+        queries.upsert_ratings(conn, ratings)
+        expected = {u: [(h.movie_id, h.rating) for h in queries.user_history(conn, u, limit=10_000)]
+                    for u in range(1, 42)}
+    src = SqlHistorySource(store_engine.url.render_as_string(hide_password=False))
+    try:
+        for user, whole in expected.items():
+            assert src.recent_and_seen(user, 10, 30_000) == (whole[:10], frozenset(m for m, _ in whole)), user
+    finally:
+        dispose_all()

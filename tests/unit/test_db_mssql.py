@@ -48,6 +48,17 @@ def test_history_query_compiles_with_top_for_sql_server() -> None:
     assert "TOP" in str(stmt.compile(dialect=mssql.dialect()))
 
 
+def test_the_request_history_statement_compiles_for_sql_server() -> None:
+    """The request path's one statement: TOP-style limits written into the text (no value needed at
+    execution), the ids aggregated with STRING_AGG over NVARCHAR(MAX), only the user id bound."""
+    compiled = queries.recent_and_seen_statement(50, 30_000).compile(dialect=mssql.pyodbc.dialect())
+    sql = str(compiled)
+    assert "STRING_AGG(CAST(" in sql and "AS NVARCHAR(MAX)), ','" in sql
+    assert "POSTCOMPILE" not in sql and "LIMIT" not in sql
+    assert "mssql_rn <= 50" in sql and "mssql_rn <= 30000" in sql
+    assert set(compiled.construct_params({"user_id": 3}).values()) == {3}
+
+
 def test_aggregate_folds_a_batch_with_the_same_rules_as_sql() -> None:
     rows = [{"user_id": 1, "movie_id": "a", "max_minute": 5, "first_ts": 3, "last_ts": 3},
             {"user_id": 1, "movie_id": "a", "max_minute": 2, "first_ts": 1, "last_ts": 1}]

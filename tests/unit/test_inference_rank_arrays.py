@@ -95,3 +95,20 @@ def test_lists_from_a_cache_rank_like_the_reference() -> None:
     history = [("a", 4), ("b", 5)]
     assert_same(rank_arrays(history, packed, [("x", 3)], RankConfig()),
                 rank(history, packed, [("x", 3)], RankConfig()))
+
+
+def test_a_700_movie_exclusion_checked_on_the_candidates_only_removes_every_watched_movie() -> None:
+    """The service ranks the 50 newest and excludes the whole history (a frozenset of the ids): whatever
+    the lists and the popular list name, no watched movie comes back, and the answer is the reference's."""
+    table = IdTable()
+    catalog = [f"movie+{i}" for i in range(1000)]
+    watched = catalog[:700]
+    history = [(m, 5 if i % 2 else None) for i, m in enumerate(reversed(watched[-50:]))]
+    # each ranked movie lists older watches first, then one unseen movie
+    lists = {m: NeighbourList([(watched[(i * 7) % 650], 0.9), (watched[(i * 13) % 650], 0.8),
+                               (catalog[700 + i], 0.5)], table) for i, (m, _) in enumerate(history)}
+    popular = [(m, 1000 - i) for i, m in enumerate(catalog[::7])]  # watched and unseen movies mixed
+    exclude = frozenset(watched) | {"never+in+any+list"}
+    out = rank_arrays(history, lists, popular, RankConfig(), exclude=exclude)
+    assert len(out) == 20 and not {s.movie_id for s in out} & exclude
+    assert_same(out, rank(history, lists, popular, RankConfig(), exclude=exclude))
