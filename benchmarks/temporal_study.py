@@ -12,7 +12,8 @@ the trainer's fit), a `RankConfig` and the service's history length and neighbou
 exact cosine top k of each collection (ChromaDB's HNSW index with ef_search 200 is practically exact on 9k
 movies; the final figures come from `python -m evaluation offline`, through ChromaDB), blended by
 `inference.ranking.blend_neighbours` and ranked by the gate's `rank_lists` (the service's `rank`), scored by
-the gate's `score_lists`. Baselines (EASE, ALS, item-kNN, most popular) by the gate's `score_baselines`.
+the gate's `score_lists`. Baselines (EASE, ALS, item-kNN, most popular) by the gate's `baseline_lists`,
+scored the same way.
 
     python benchmarks/temporal_study.py --out data/temporal_study.json            # needs the demo store
     python benchmarks/temporal_study.py --users 200 --out /tmp/screen.json        # a quick screen

@@ -377,11 +377,6 @@ def baseline_lists(split: TemporalSplit) -> dict[str, dict[int, list[str]]]:
     return out
 
 
-def score_baselines(split: TemporalSplit, store_movies: int) -> dict[str, Any]:
-    """`baseline_lists` scored like the service."""
-    return {name: score_lists(recs, split.held_out, store_movies) for name, recs in baseline_lists(split).items()}
-
-
 def per_user_hits(recs: Mapping[int, Sequence[str]], held_out: Mapping[int, Sequence[str]], k: int = 20
                   ) -> list[float]:
     """Each scored user's hit rate at k as the gate counts it (found / min(k, held out)), users sorted."""
@@ -417,7 +412,7 @@ def cold_start_report(split: TemporalSplit, ours: Mapping[int, Sequence[str]],
     from embeddings.collaborative import interaction_matrix
     from evaluation.baselines import ease, item_knn
 
-    full, _ = histories(split.held_in, split.users)
+    full, seen_all = histories(split.held_in, split.users)
     data = interaction_matrix((e[0], e[1]) for e in split.held_in)
     popular_list = popular(split.held_in, popular_size)
     out: dict[str, Any] = {"protocol": "every scored user known by only their k most recent held-in movies "
@@ -434,7 +429,6 @@ def cold_start_report(split: TemporalSplit, ours: Mapping[int, Sequence[str]],
         out[bucket] = {name: {"users": len(split.users), "hit_rate_at_20": round(float(np.mean(
             per_user_hits(recs, split.held_out))), 6) if split.users else 0.0} for name, recs in probe.items()}
     cold = cold_movie_targets(split)
-    _, seen_all = histories(split.held_in, split.users)
     full_lists = {"service": ours, "most_popular": popular_lists(seen_all, popular_list), **lists}
     label = f"movies_under_{metrics.COLD_MOVIE_VIEWERS}_viewers"
     out[label] = {name: {"users": len(cold), "hit_rate_at_20": round(float(np.mean(per_user_hits(recs, cold))), 6)
