@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -45,6 +46,26 @@ def pg_bin() -> str | None:
     """The newest installed PostgreSQL server's bin directory (Debian's layout), None without one."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     return os.path.dirname(found[-1]) if found else None
+
+
+def pg_as_postgres(workdir: str) -> list[str]:
+    """The command prefix that runs PostgreSQL's tools in `workdir`: as root, `workdir` is given to the
+    postgres user and the tools run through runuser (initdb refuses root); otherwise nothing."""
+    if os.geteuid() != 0:
+        return []
+    shutil.chown(workdir, "postgres", "postgres")
+    return ["runuser", "-u", "postgres", "--"]
+
+
+def pg_initdb_argv(bindir: str, datadir: str) -> list[str]:
+    """initdb of a throw-away cluster: trust authentication on loopback, superuser postgres, no fsync."""
+    return [f"{bindir}/initdb", "-D", datadir, "-A", "trust", "-U", "postgres", "--no-sync"]
+
+
+def pg_start_argv(bindir: str, datadir: str, port: int, sockdir: str, log: str) -> list[str]:
+    """pg_ctl start of that cluster on 127.0.0.1:`port` (socket in `sockdir`), durability off, waiting."""
+    opts = f"-p {port} -k {sockdir} -h 127.0.0.1 -c fsync=off -c full_page_writes=off"
+    return [f"{bindir}/pg_ctl", "-D", datadir, "-o", opts, "-l", log, "-w", "start"]
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = 4, timeout: float = 30.0) -> None:

@@ -36,7 +36,17 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from deploy.local import create_topic, free_port, pg_bin, port_open, produce_lines, wait_for  # noqa: E402
+from deploy.local import (  # noqa: E402
+    create_topic,
+    free_port,
+    pg_as_postgres,
+    pg_bin,
+    pg_initdb_argv,
+    pg_start_argv,
+    port_open,
+    produce_lines,
+    wait_for,
+)
 
 TOPIC = "movielog"
 GROUP = "movie-recommender-fleet"
@@ -211,16 +221,12 @@ def start_postgres(root: Path) -> dict[str, Any]:
     pgdir = root / "postgres"
     datadir = pgdir / "data"
     pgdir.mkdir(parents=True, exist_ok=True)
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(pgdir, "postgres", "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-        if subprocess.run([*as_user, "test", "-w", str(pgdir)], capture_output=True).returncode != 0:
-            raise FleetError(f"the postgres user cannot reach {pgdir}: give FLEET_DIR a path whose parents "
-                             "others may traverse (chmod o+x), or run as another user.")
+    as_user = pg_as_postgres(str(pgdir))
+    if as_user and subprocess.run([*as_user, "test", "-w", str(pgdir)], capture_output=True).returncode != 0:
+        raise FleetError(f"the postgres user cannot reach {pgdir}: give FLEET_DIR a path whose parents "
+                         "others may traverse (chmod o+x), or run as another user.")
     if not datadir.exists():
-        _run([*as_user, f"{bindir}/initdb", "-D", str(datadir), "-A", "trust", "-U", "postgres", "--no-sync"],
-             "initdb")
+        _run([*as_user, *pg_initdb_argv(bindir, str(datadir))], "initdb")
     pg = {"port": free_port(), "bindir": bindir, "datadir": str(datadir), "as_user": as_user}
     resume_postgres(pg)
     return pg
@@ -229,9 +235,8 @@ def start_postgres(root: Path) -> dict[str, Any]:
 def resume_postgres(pg: dict[str, Any]) -> None:
     """pg_ctl start of the fleet's cluster on its recorded port (at `up`, or after a stop)."""
     pgdir = Path(pg["datadir"]).parent
-    opts = f"-p {pg['port']} -k {pgdir} -h 127.0.0.1 -c fsync=off -c full_page_writes=off"
-    _run([*pg["as_user"], f"{pg['bindir']}/pg_ctl", "-D", pg["datadir"], "-o", opts, "-l", str(pgdir / "log"),
-          "-w", "start"], "pg_ctl start")
+    _run([*pg["as_user"], *pg_start_argv(pg["bindir"], pg["datadir"], pg["port"], str(pgdir), str(pgdir / "log"))],
+         "pg_ctl start")
     wait_for(lambda: port_open(pg["port"]), what="PostgreSQL")
 
 
