@@ -22,6 +22,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -35,12 +36,13 @@ _ENTRY_OVERHEAD = 160
 
 class IdTable:
     """Movie id <-> int index for one model version: every id is stored once (interned), lists hold
-    int32 indices. Append-only; thread-safe. Replaced whole (never shrunk) when its cache is cleared."""
+    int32 indices (the ids of its lists, and of the popular list the ranking scores against them).
+    Append-only; thread-safe. Replaced whole (never shrunk) when its cache is cleared."""
 
     __slots__ = ("_lock", "ids", "index", "memo", "nbytes")
 
     def __init__(self) -> None:
-        self.memo: dict[int, tuple] = {}  # the ranking's per-table arrays (inference.ranking._aligned)
+        self.memo: dict[Any, Any] = {}  # the ranking's per-table arrays (inference.ranking._PopularView)
         self.ids: list[str] = []
         self.index: dict[str, int] = {}
         self.nbytes = 0

@@ -112,3 +112,31 @@ def test_a_700_movie_exclusion_checked_on_the_candidates_only_removes_every_watc
     out = rank_arrays(history, lists, popular, RankConfig(), exclude=exclude)
     assert len(out) == 20 and not {s.movie_id for s in out} & exclude
     assert_same(out, rank(history, lists, popular, RankConfig(), exclude=exclude))
+
+
+@settings(max_examples=150, deadline=None)
+@given(cases())
+def test_without_reasons_the_list_and_scores_are_the_same(case) -> None:
+    """The plain-text answer skips the "because" work: same ids and scores, every reason None."""
+    history, pairs, popular, exclude, config = case
+    table = IdTable()
+    packed = {m: NeighbourList(p, table) for m, p in pairs.items()}
+    full = rank_arrays(history, packed, popular, config, exclude=exclude)
+    bare = rank_arrays(history, packed, popular, config, exclude=exclude, reasons=False)
+    assert [(s.movie_id, s.score) for s in bare] == [(s.movie_id, s.score) for s in full]
+    assert all(s.because is None for s in bare)
+
+
+def test_a_popular_list_seen_twice_over_a_growing_table_ranks_like_the_reference() -> None:
+    """The popular list's arrays are made once per table and extended when lists add ids: a list fetched
+    after the first request is scored with the popularity and damping of its ids."""
+    cache = NeighbourCache(max_size=10)
+    popular = normalize_popularity([("late", 500), ("x", 3), ("p", 2)])
+    config = RankConfig(popularity_damping=-0.25)
+    first = cache.put_many({"a": [("x", 0.3)]})
+    assert_same(rank_arrays([("a", 4)], first, popular, config), rank([("a", 4)], first, popular, config))
+    later = {**first, **cache.put_many({"b": [("late", 0.2), ("new", 0.9)]})}
+    history = [("b", 5), ("a", 4)]
+    out = rank_arrays(history, later, popular, config)
+    assert_same(out, rank(history, later, popular, config))
+    assert {"late", "new"} <= {s.movie_id for s in out}
