@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from inference import ranking
 from inference.cache import IdTable, NeighbourCache, NeighbourList
 from inference.config import RankConfig
 from inference.ranking import Scored, normalize_popularity, rank, rank_arrays
@@ -14,6 +16,16 @@ from inference.ranking import Scored, normalize_popularity, rank, rank_arrays
 MOVIES = [f"m{i:02d}" for i in range(30)]
 # A few similarity values only, so equal contributions (ties in score and in "because") are common.
 SIMILARITIES = st.sampled_from([0.0, 0.25, 0.5, 0.5, 0.75, 1.0, -0.25])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _arrays_for_every_size():
+    """Every case here goes through the NumPy path: the small-input shortcut to `rank` would make the
+    comparison with the reference true by construction."""
+    saved = ranking.SMALL_PAIRS
+    ranking.SMALL_PAIRS = -1
+    yield
+    ranking.SMALL_PAIRS = saved
 
 
 def assert_same(fast: list[Scored], reference: list[Scored]) -> None:
@@ -140,3 +152,17 @@ def test_a_popular_list_seen_twice_over_a_growing_table_ranks_like_the_reference
     out = rank_arrays(history, later, popular, config)
     assert_same(out, rank(history, later, popular, config))
     assert {"late", "new"} <= {s.movie_id for s in out}
+
+
+def test_few_pairs_go_to_the_reference_and_many_to_the_arrays(monkeypatch) -> None:
+    """The shortcut is a pure speed choice: below SMALL_PAIRS the reference ranks, above it the arrays."""
+    monkeypatch.setattr(ranking, "SMALL_PAIRS", 2)
+    calls: list[int] = []
+    reference = ranking.rank
+    monkeypatch.setattr(ranking, "rank", lambda *a, **k: calls.append(1) or reference(*a, **k))
+    table = IdTable()
+    lists = {"a": NeighbourList([("x", 0.5), ("y", 0.4)], table), "b": NeighbourList([("z", 0.3)], table)}
+    rank_arrays([("a", 5)], lists, [], RankConfig())
+    assert calls == [1]
+    rank_arrays([("a", 5), ("b", 4)], lists, [], RankConfig())
+    assert calls == [1]
