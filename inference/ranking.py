@@ -347,7 +347,8 @@ class _PopularView:
     to the table), their normalized values (`ordered_values`, `ordered_ids`), and over the whole table
     the normalized value (`values`) and the damping divisor (viewers + 1) ** damping (`divisor`, None
     without damping). Held in the table's `memo` while the same popular list comes back (it changes once
-    per TTL); extended, never rebuilt, when the table grows."""
+    per TTL; at most two are held, the one before a refresh and the new one); extended, never rebuilt,
+    when the table grows."""
 
     __slots__ = ("counts", "damping", "divisor", "order", "ordered_ids", "ordered_values", "pop", "size",
                  "values")
@@ -363,10 +364,16 @@ class _PopularView:
             held = held.extended(table)
         else:
             return held
-        if len(table.memo) >= 8:
+        if key not in table.memo and len(table.memo) >= 2:  # the list before a refresh, at most
             table.memo.clear()
         table.memo[key] = held
         return held
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays (counted in the table's, so the cache's, byte bound)."""
+        divisor = 0 if self.divisor is None else self.divisor.nbytes
+        return self.order.nbytes + self.values.nbytes + divisor + 40 * len(self.ordered_ids)  # + two lists
 
     def __init__(self, table: Any, pop: NormalizedPopularity, counts: Mapping[str, float], damping: float):
         self.pop, self.counts, self.damping = pop, counts, damping

@@ -166,3 +166,20 @@ def test_few_pairs_go_to_the_reference_and_many_to_the_arrays(monkeypatch) -> No
     assert calls == [1]
     rank_arrays([("a", 5), ("b", 4)], lists, [], RankConfig())
     assert calls == [1]
+
+
+def test_the_popular_arrays_count_in_the_cache_bytes_and_at_most_two_lists_are_held() -> None:
+    """Each popular list ranked against a cache leaves arrays on its id table: counted in `nbytes` (so in
+    the byte bound, /ready and /metrics), and a refreshed list replaces the older ones instead of piling up."""
+    cache = NeighbourCache(max_size=100)
+    lists = cache.put_many({f"h{i}": [(f"c{i}_{j}", 0.5) for j in range(20)] for i in range(10)})
+    history = [(f"h{i}", 4) for i in range(10)]
+    before = cache.nbytes
+    config = RankConfig(popularity_damping=-0.25)
+    held = []
+    for refresh in range(6):
+        popular = normalize_popularity([(f"p{refresh}_{j}", 100 - j) for j in range(50)])
+        assert_same(rank_arrays(history, lists, popular, config), rank(history, lists, popular, config))
+        held.append(cache.nbytes)
+    assert len(cache.table.memo) <= 2
+    assert held[0] > before
