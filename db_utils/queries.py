@@ -528,7 +528,7 @@ def recent_and_seen_statement(recent: int, seen_limit: int, lookups: bool = Fals
 
     `lookups` (servers): a movie's rating and whether a rated movie was watched are correlated
     primary-key lookups instead of a join and an anti-join. PostgreSQL's generic plan, estimated on the
-    average history, joined them by filtering the user's whole other table for every row (432 ms for a
+    average history, joined them by filtering the user's whole other table for every row (28 to 433 ms for a
     2,391-movie history, docs/benchmarks.md); a lookup per row costs the same for every history. SQLite
     looks joins up by primary key anyway, and its join is cheaper. Built once per arguments, the numbers
     written into the SQL."""

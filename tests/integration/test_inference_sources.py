@@ -191,7 +191,7 @@ def test_both_forms_of_the_statement_give_the_whole_ordered_history_on_random_hi
 def test_the_servers_generic_plan_looks_each_row_up_instead_of_filtering_the_whole_history(store_engine):
     """PostgreSQL plans the prepared statement once for any user (a generic plan, estimated on the average
     history). Its join of the newest watches to their ratings became a filter over the user's whole
-    ratings for every row (432 ms at 2,391 movies on the demo store): with per-row primary-key lookups no
+    ratings for every row (28 to 433 ms at 2,391 movies on the demo store): with per-row primary-key lookups no
     row of the plan may join by filtering."""
     if store_engine.dialect.name != "postgresql":
         pytest.skip("a PostgreSQL planner question")
