@@ -29,14 +29,15 @@ class Clock:
     a line per request: strftime per line would cost more than the rest of the line)."""
 
     def __init__(self) -> None:
-        self.second = -1
-        self.text = ""
+        self.head: tuple[int, str] = (-1, "")
+        """(second, its text): one reference, so a thread never pairs one second with another's text."""
 
     def ts(self, now: float) -> str:
         second = int(now)
-        if second != self.second:
-            self.second, self.text = second, time.strftime(TS_FORMAT, time.gmtime(second))
-        return f"{self.text}.{int((now - second) * 1000):03d}Z"
+        head = self.head
+        if second != head[0]:
+            head = self.head = (second, time.strftime(TS_FORMAT, time.gmtime(second)))
+        return f"{head[1]}.{int((now - second) * 1000):03d}Z"
 
 
 def format_ts(created: float) -> str:
@@ -44,9 +45,13 @@ def format_ts(created: float) -> str:
     return time.strftime(TS_FORMAT, time.gmtime(created)) + f".{int((created % 1) * 1000):03d}Z"
 
 
+_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
+"""Built once: json.dumps with arguments builds an encoder per call (the service writes a line per request)."""
+
+
 def dumps(doc: dict[str, Any]) -> str:
     """One JSON line (compact; anything not JSON-native written as its str)."""
-    return json.dumps(doc, default=str, separators=(",", ":"))
+    return _ENCODER.encode(doc)
 
 
 def line_head(ts: str, level: str, logger: str) -> dict[str, Any]:

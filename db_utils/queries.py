@@ -513,60 +513,74 @@ def _number(value: int) -> Any:
 
 
 @functools.cache
-def recent_and_seen_statement(recent: int, seen_limit: int) -> Any:
-    """The request's one statement (bound parameter user_id): the `recent` most recent movies with their
-    ratings (part 0, most recent first), then one row (part 1) whose movie_id holds the ids of the whole
-    history joined by SEEN_SEPARATOR: the watched ids, then the rated ones, at most `seen_limit` of each
-    (the first by id), a movie in both listed twice, a separator at either end when a table has none.
+def recent_and_seen_statement(recent: int, seen_limit: int, lookups: bool = False) -> Any:
+    """The request's one statement (bound parameter user_id), sorted once: first one row (part 0) whose
+    movie_id holds the ids of the whole history joined by SEEN_SEPARATOR (the watched ids, then the rated
+    ones, at most `seen_limit` of each, the first by id; a movie in both listed twice; a separator at
+    either end when a table has none), then the `recent` most recent movies with their ratings (part 1,
+    most recent first, ties by id).
 
-    The ids come from the two tables' primary keys alone: no join, no sort, no timestamp, and a long
-    history leaves the database as one string instead of a row per movie. Built once per (recent,
-    seen_limit), the numbers written into the SQL."""
+    The newest come from the watches no older than the `recent`-th newest watch (a range of the (user,
+    time) index: the newest `recent` and their ties, whatever the history's length) and the newest
+    `recent` movies only rated from that time on; the union is sorted once with the id row and cut at
+    `recent` + 1 rows. The ids come from the two tables' primary keys alone: no join, no sort, no
+    timestamp; a long history leaves the database as one string instead of a row per movie.
+
+    `lookups` (servers): a movie's rating and whether a rated movie was watched are correlated
+    primary-key lookups instead of a join and an anti-join. PostgreSQL's generic plan, estimated on the
+    average history, joined them by filtering the user's whole other table for every row (28 to 433 ms for a
+    2,391-movie history, docs/benchmarks.md); a lookup per row costs the same for every history. SQLite
+    looks joins up by primary key anyway, and its join is cheaper. Built once per arguments, the numbers
+    written into the SQL."""
     w, r = WATCHED_TABLE.c, RATINGS_TABLE.c
     user_id: BindParameter[Any] = bindparam("user_id")
-    # The newest `recent` of each table first, in the same order (walking the (user, time) indexes), so the
-    # newest of the whole history is sorted from at most 2 x recent rows, whatever the history's length.
-    watched = (select(w.movie_id.label("movie_id"), w.last_ts.label("ts"), r.rating.label("rating"))
-               .select_from(WATCHED_TABLE.outerjoin(
-                   RATINGS_TABLE, and_(r.user_id == w.user_id, r.movie_id == w.movie_id)))
-               .where(w.user_id == user_id)
-               .order_by(w.last_ts.desc(), w.movie_id).limit(_number(recent)).subquery("newest_watched"))
-    # A movie only rated can be among the newest only if it is no older than the `recent`-th newest watch:
-    # the ratings before that are not even read (without the bound, a history of rated watches is probed
-    # row by row for the one rated-only movie it may not have).
+    # Only a watch no older than the `recent`-th newest one (or, with fewer watches, any) can be among the
+    # newest; a movie only rated can be only from that time on (or, with no watch, any).
     nth_watch = (select(w.last_ts).where(w.user_id == user_id).order_by(w.last_ts.desc())
-                 .offset(_number(recent - 1)).limit(_number(1)).scalar_subquery())
-    first_rating = select(func.min(r.ts)).where(r.user_id == user_id).scalar_subquery()
-    rated_only = (select(r.movie_id, r.ts, r.rating)
-                  .where(r.user_id == user_id, r.ts >= func.coalesce(nth_watch, first_rating))
-                  .where(~exists().where(and_(w.user_id == r.user_id, w.movie_id == r.movie_id)))
+                 .offset(_number(recent - 1)).limit(_number(1)).correlate(None).scalar_subquery())
+    first_watch = select(func.min(w.last_ts)).where(w.user_id == user_id).correlate(None).scalar_subquery()
+    first_rating = select(func.min(r.ts)).where(r.user_id == user_id).correlate(None).scalar_subquery()
+    if lookups:
+        rating: Any = select(r.rating).where(r.user_id == w.user_id, r.movie_id == w.movie_id).scalar_subquery()
+        watched = select(w.movie_id.label("movie_id"), rating.label("rating"), w.last_ts.label("ts"))
+        not_watched: Any = (select(w.movie_id).where(w.user_id == r.user_id, w.movie_id == r.movie_id)
+                            .scalar_subquery().is_(None))
+    else:
+        watched = (select(w.movie_id.label("movie_id"), r.rating.label("rating"), w.last_ts.label("ts"))
+                   .select_from(WATCHED_TABLE.outerjoin(
+                       RATINGS_TABLE, and_(r.user_id == w.user_id, r.movie_id == w.movie_id))))
+        not_watched = ~exists().where(and_(w.user_id == r.user_id, w.movie_id == r.movie_id))
+    watched = watched.add_columns(literal_column("1").label("part")).where(
+        w.user_id == user_id, w.last_ts >= func.coalesce(nth_watch, first_watch))
+    rated_only = (select(r.movie_id, r.rating, r.ts)
+                  .where(r.user_id == user_id, r.ts >= func.coalesce(nth_watch, first_rating), not_watched)
                   .order_by(r.ts.desc(), r.movie_id).limit(_number(recent)).subquery("newest_rated"))
-    history = union_all(select(watched.c.movie_id, watched.c.ts, watched.c.rating),
-                        select(rated_only.c.movie_id, rated_only.c.ts, rated_only.c.rating)).subquery("history")
-    newest = (select(history.c.movie_id, history.c.rating, history.c.ts, literal_column("0").label("part"))
-              .order_by(history.c.ts.desc(), history.c.movie_id).limit(_number(recent)).subquery("newest"))
     # Each table's ids in its primary key's order (a covering index scan, no sort and no dedup: a movie
-    # both watched and rated is listed twice), aggregated into one string per table, the two joined.
+    # both watched and rated is listed twice, which measured cheaper than an anti-join on SQLite and
+    # PostgreSQL), aggregated into one string per table, the two joined.
     empty: Any = literal_column("''")
     separator: Any = literal_column(f"'{SEEN_SEPARATOR}'")
     strings = [func.coalesce(select(_StringAgg(part.c.movie_id)).scalar_subquery(), empty) for part in (
         select(t.c.movie_id).where(t.c.user_id == user_id).order_by(t.c.movie_id).limit(_number(seen_limit))
         .subquery(f"{t.name}_ids") for t in (WATCHED_TABLE, RATINGS_TABLE))]
     seen: Any = select(strings[0].concat(separator).concat(strings[1]).label("movie_id"), null().label("rating"),
-                       null().label("ts"), literal_column("1").label("part"))
-    parts = union_all(select(newest.c.movie_id, newest.c.rating, newest.c.ts, newest.c.part), seen).subquery("parts")
-    return select(parts.c.movie_id, parts.c.rating).order_by(parts.c.part, parts.c.ts.desc(), parts.c.movie_id)
+                       null().label("ts"), literal_column("0").label("part"))
+    parts = union_all(seen, watched, select(rated_only.c.movie_id, rated_only.c.rating, rated_only.c.ts,
+                                            literal_column("1"))).subquery("parts")
+    return (select(parts.c.movie_id, parts.c.rating).order_by(parts.c.part, parts.c.ts.desc(), parts.c.movie_id)
+            .limit(_number(recent + 1)))
 
 
-def recent_and_seen_dbapi(cursor: Any, dialect: Dialect, user_id: int, recent: int = 50,
-                          seen_limit: int = 30_000) -> tuple[list[tuple[str, Any]], str]:
+def recent_and_seen_dbapi(cursor: Any, dialect: Dialect, user_id: int, recent: int = 50, seen_limit: int = 30_000,
+                          lookups: bool | None = None) -> tuple[list[tuple[str, Any]], str]:
     """In one round trip on a raw DBAPI cursor: the user's `recent` most recent movies as (movie_id, rating)
     rows, most recent first (what `user_history` gives), and the ids of the whole history (at most
     `seen_limit` watched and `seen_limit` rated ones, the first by id beyond that) as one
     SEEN_SEPARATOR-joined string, possibly with repeats ("" for an unknown user). The request path's
-    history read (`inference.sources.SqlHistorySource`)."""
-    rows = _execute_dbapi(cursor, dialect, recent_and_seen_statement(recent, seen_limit), {"user_id": user_id})
-    *ranked, (seen, _) = rows
+    history read (`inference.sources.SqlHistorySource`). `lookups` (default: on every dialect but SQLite)
+    chooses the statement's form (`recent_and_seen_statement`)."""
+    stmt = recent_and_seen_statement(recent, seen_limit, dialect.name != "sqlite" if lookups is None else lookups)
+    (seen, _), *ranked = _execute_dbapi(cursor, dialect, stmt, {"user_id": user_id})
     return ranked, seen.strip(SEEN_SEPARATOR)
 
 

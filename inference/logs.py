@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import logging
 import os
 import re
@@ -18,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-from core.logs import Clock, JsonFormatter, StderrHandler, setup
+from core.logs import Clock, JsonFormatter, StderrHandler, dumps, setup
 
 __all__ = ["ACCESS_LOGGER", "JsonFormatter", "StderrHandler", "access_line", "request_id", "setup_logging"]
 
@@ -71,4 +70,4 @@ def access_line(fields: dict[str, Any]) -> None:
     # them), written inline: this runs once per request.
     doc = {"ts": _clock.ts(time.time()), "level": "info", "logger": ACCESS_LOGGER, "msg": "request", **fields}
     with contextlib.suppress(OSError, ValueError):  # a closed or full stderr must never fail a request
-        sys.stderr.write(json.dumps(doc, default=str, separators=(",", ":")) + "\n")
+        sys.stderr.write(dumps(doc) + "\n")

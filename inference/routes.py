@@ -10,6 +10,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from inference.openapi import spec
+from inference.provenance import ProvenanceLog
 from inference.service import Outcome, Recommender
 from inference.validation import (
     InvalidInput,
@@ -47,10 +48,10 @@ def _answer(rec: Recommender, user_id: int) -> Outcome:
         return rec.fallback_answer("error")
 
 
-def _provenance(user_id: int, outcome: Outcome, ids: list[str]) -> None:
+def _provenance(provenance: ProvenanceLog, user_id: int, outcome: Outcome, ids: list[str]) -> None:
     """The answer's provenance line (request id, user, version, ids; experiment and arm in one)."""
-    current_app.extensions["provenance"].write(g.get("request_id") or "", user_id, outcome.version,
-                                                outcome.kind, ids, outcome.experiment, outcome.arm)
+    provenance.write(g.get("request_id") or "", user_id, outcome.version, outcome.kind, ids, outcome.experiment,
+                     outcome.arm)
 
 
 def _observe(rec: Recommender, outcome: Outcome) -> None:
@@ -63,11 +64,14 @@ def _observe(rec: Recommender, outcome: Outcome) -> None:
 @bp.get("/recommend/<user_id>")
 def recommend(user_id: str) -> Response:
     """Up to 20 movie ids, best first, none watched: one comma-separated text line (or JSON)."""
-    rec = recommender()
+    extensions = current_app.extensions  # one context lookup for both
+    rec: Recommender = extensions["recommender"]
     started = time.perf_counter()
+    req = request._get_current_object()  # type: ignore[attr-defined]
     try:
         uid = parse_user_id(user_id)
-        fmt = parse_format(request.args.get("format"))
+        # without a query string there is no format to read (request.args would parse an empty one)
+        fmt = parse_format(req.args.get("format") if req.query_string else None)
     except InvalidInput as exc:
         return invalid(exc)
     outcome = _answer(rec, uid)
@@ -87,7 +91,7 @@ def recommend(user_id: str) -> Response:
     else:
         body = plain(",".join(ids))
     body.headers["X-Model-Version"] = outcome.version
-    _provenance(uid, outcome, ids)
+    _provenance(extensions["provenance"], uid, outcome, ids)
     rec.metrics.latency.observe(time.perf_counter() - started)
     return body
 
@@ -112,7 +116,7 @@ def recommend_many() -> Response:
     for uid, outcome in outcomes.items():
         _observe(rec, outcome)
         answers[str(uid)] = ids = [s.movie_id for s in outcome.items]
-        _provenance(uid, outcome, ids)
+        _provenance(current_app.extensions["provenance"], uid, outcome, ids)
     rec.metrics.latency.observe(time.perf_counter() - started)
     response = jsonify(answers)
     versions = {outcome.version for outcome in outcomes.values()}

@@ -51,8 +51,8 @@ def test_history_query_compiles_with_top_for_sql_server() -> None:
 def test_the_request_history_statement_compiles_for_sql_server() -> None:
     """The request path's one statement: TOP-style limits written into the text (no value needed at
     execution), the ids aggregated with STRING_AGG over NVARCHAR(MAX), only the user id bound."""
-    compiled = queries.recent_and_seen_statement(50, 30_000).compile(dialect=mssql.pyodbc.dialect())
-    sql = str(compiled)
+    compiled = queries.recent_and_seen_statement(50, 30_000, True).compile(dialect=mssql.pyodbc.dialect())
+    sql = str(compiled)  # the form `recent_and_seen_dbapi` runs on servers: primary-key lookups per row
     assert "STRING_AGG(CAST(" in sql and "AS NVARCHAR(MAX)), ','" in sql
     assert "POSTCOMPILE" not in sql and "LIMIT" not in sql
     assert "mssql_rn <= 50" in sql and "mssql_rn <= 30000" in sql
