@@ -39,10 +39,10 @@ def invalid(exc: InvalidInput) -> Response:
     return plain(str(exc), 400)
 
 
-def _answer(rec: Recommender, user_id: int) -> Outcome:
+def _answer(rec: Recommender, user_id: int, reasons: bool) -> Outcome:
     """The outcome for one user; an unexpected failure still answers with the popular list."""
     try:
-        return rec.recommend(user_id)
+        return rec.recommend(user_id, reasons)
     except Exception:  # the caller gets popular movies, the log gets the trace
         log.exception("recommendation failed", extra={"user_id": user_id, "request_id": g.get("request_id")})
         return rec.fallback_answer("error")
@@ -74,7 +74,7 @@ def recommend(user_id: str) -> Response:
         fmt = parse_format(req.args.get("format") if req.query_string else None)
     except InvalidInput as exc:
         return invalid(exc)
-    outcome = _answer(rec, uid)
+    outcome = _answer(rec, uid, reasons=fmt == "json")  # only the JSON answer shows "because"
     _observe(rec, outcome)
     ids = [s.movie_id for s in outcome.items]
     if fmt == "json":
@@ -107,7 +107,7 @@ def recommend_many() -> Response:
     except InvalidInput as exc:
         return invalid(exc)
     try:
-        outcomes = rec.recommend_many(user_ids)
+        outcomes = rec.recommend_many(user_ids, reasons=False)  # the answer holds ids only
     except Exception:
         log.exception("batch recommendation failed", extra={"request_id": g.get("request_id")})
         fallback = rec.fallback_answer("error")

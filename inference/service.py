@@ -229,16 +229,18 @@ class Recommender:
                         reason: str | None) -> Outcome:
         return Outcome(rank(history, {}, popular, model.rank, exclude=seen), kind, reason, model.name)
 
-    def recommend(self, user_id: int) -> Outcome:
+    def recommend(self, user_id: int, reasons: bool = True) -> Outcome:
         """Recommendations for one user; a failing dependency gives the popular list instead. In an
-        experiment the user's arm chooses the model."""
+        experiment the user's arm chooses the model. `reasons=False` skips the "because" of each movie
+        (None), for answers that do not show it."""
         experiment = self.experiment  # taken once, as the model: None outside an experiment
         if experiment is None:
-            return self._recommend_with(self.model, user_id)
+            return self._recommend_with(self.model, user_id, reasons)
         arm, model = experiment.route(user_id, self.model)
-        return dataclasses.replace(self._recommend_with(model, user_id), experiment=experiment.name, arm=arm)
+        return dataclasses.replace(self._recommend_with(model, user_id, reasons), experiment=experiment.name,
+                                   arm=arm)
 
-    def _recommend_with(self, model: ServedModel, user_id: int) -> Outcome:
+    def _recommend_with(self, model: ServedModel, user_id: int, reasons: bool = True) -> Outcome:
         """One user's answer from `model` only."""
         popular = self.popular()
         try:
@@ -247,14 +249,14 @@ class Recommender:
         except Exception as exc:
             self._mark("sql", exc)
             return self._fallback(model, popular, [], frozenset(), classify(exc, "sql"))
-        return self._rank_history(model, history, seen, popular)
+        return self._rank_history(model, history, seen, popular, reasons)
 
-    def recommend_many(self, user_ids: Sequence[int]) -> dict[int, Outcome]:
+    def recommend_many(self, user_ids: Sequence[int], reasons: bool = True) -> dict[int, Outcome]:
         """Recommendations for several users, with their missing neighbour lists fetched together (per
-        arm in an experiment)."""
+        arm in an experiment); `reasons` as in `recommend`."""
         experiment = self.experiment
         if experiment is None:
-            return self._recommend_many_with(self.model, user_ids)
+            return self._recommend_many_with(self.model, user_ids, reasons)
         control = self.model
         groups: dict[str, tuple[ServedModel, list[int]]] = {}
         for user_id in dict.fromkeys(user_ids):
@@ -262,11 +264,12 @@ class Recommender:
             groups.setdefault(arm, (model, []))[1].append(user_id)
         out: dict[int, Outcome] = {}
         for arm, (model, ids) in groups.items():
-            for user_id, outcome in self._recommend_many_with(model, ids).items():
+            for user_id, outcome in self._recommend_many_with(model, ids, reasons).items():
                 out[user_id] = dataclasses.replace(outcome, experiment=experiment.name, arm=arm)
         return {user_id: out[user_id] for user_id in dict.fromkeys(user_ids)}
 
-    def _recommend_many_with(self, model: ServedModel, user_ids: Sequence[int]) -> dict[int, Outcome]:
+    def _recommend_many_with(self, model: ServedModel, user_ids: Sequence[int],
+                             reasons: bool = True) -> dict[int, Outcome]:
         popular = self.popular()
         histories: dict[int, tuple[list[tuple[str, float | None]], frozenset[str]]] = {}
         out: dict[int, Outcome] = {}
@@ -283,11 +286,11 @@ class Recommender:
             with contextlib.suppress(Exception):
                 self.neighbours(list(dict.fromkeys(m for h, _ in histories.values() for m, _ in h)), model)
         for user_id, (history, seen) in histories.items():
-            out[user_id] = self._rank_history(model, history, seen, popular)
+            out[user_id] = self._rank_history(model, history, seen, popular, reasons)
         return out
 
     def _rank_history(self, model: ServedModel, history: list[tuple[str, float | None]], seen: frozenset[str],
-                      popular: NormalizedPopularity) -> Outcome:
+                      popular: NormalizedPopularity, reasons: bool = True) -> Outcome:
         if not history:
             self.metrics.cold_start.inc()
             return self._popular_answer(model, popular, [], seen, "cold_start", None)
@@ -297,7 +300,7 @@ class Recommender:
         except Exception as exc:
             self._mark("vectors", exc)
             return self._fallback(model, popular, history, seen, classify(exc, "vectors"))
-        ranked = rank_arrays(history, neighbours, popular, model.rank, exclude=seen)
+        ranked = rank_arrays(history, neighbours, popular, model.rank, exclude=seen, reasons=reasons)
         self._report_cache_bytes(model)
         return Outcome(ranked, "personalized", None, model.name)
 

@@ -68,6 +68,14 @@ def test_json_format_has_scores_and_reasons(client: FlaskClient) -> None:
     assert scores == sorted(scores, reverse=True)
 
 
+def test_the_text_answer_is_ranked_without_reasons_and_lists_the_same_ids(client: FlaskClient) -> None:
+    """"because" is work only the JSON answer shows: the service skips it for the text line, same ids."""
+    rec = client.application.extensions["recommender"]
+    bare, full = rec.recommend(1, reasons=False), rec.recommend(1)
+    assert [s.movie_id for s in bare.items] == [s.movie_id for s in full.items] == line(client.get("/recommend/1"))
+    assert all(s.because is None for s in bare.items) and full.items[0].because == "a+1990"
+
+
 def test_unknown_user_gets_the_popular_list_and_counts_as_cold_start(client: FlaskClient) -> None:
     before = metric(client, "recommend_cold_start_total")
     assert line(client.get("/recommend/999")) == POPULAR_IDS[:20]
