@@ -11,10 +11,12 @@ Semantics of `rank(history, neighbours, popularity, config)`:
   2 or less gives a negative weight: a candidate whose affinity is negative is pushed away and never
   recommended, not even from the popular list, so a poorly rated movie's neighbours are not
   recommended because of it.
-* score(c) = affinity(c) / (viewers(c) + 1) ** popularity_damping + popularity_weight * popularity_norm(c),
+* score(c) = affinity(c) / (viewers(c) + 1) ** damping + popularity_weight * popularity_norm(c),
   popularity_norm in [0, 1] (log-scaled viewer counts divided by the largest, or 1 - rank/len for a bare
   ordered list); viewers(c) is the count `popularity` gives (0 when it gives none, or only an order). The
   damping divides away part of the blockbusters' head start, so the list reaches into the catalog's tail.
+  damping = `user_damping`: popularity_damping + damping_slope * (damping_center - m), m the mean
+  popularity_norm of the (deduplicated) history movies: per user, from how mainstream the history is.
 * neighbours may blend several vector collections (MiniLM content vectors and collaborative item
   vectors): `blend_neighbours` sums each source's similarities with its weight
   (`config.content_weight`, `config.collab_weight`) before `rank` sees them.
@@ -23,6 +25,10 @@ Semantics of `rank(history, neighbours, popularity, config)`:
 * Seen movies are excluded: the history's and every id in `exclude` (the user's whole history, of
   which `history` is only the most recent part). Ties break by popularity, then by movie id, so the answer is
   deterministic (and the popular order survives a popularity_weight of 0).
+* Tail slots (`config.tail_slots` > 0): the first n_results - tail_slots movies are the list above; the
+  rest are the best movies not yet listed by the same ranking with `config.tail_config()` (its own
+  damping, damping slope and recency decay; their `score` is that tail score). `with_tail` does this for
+  both functions.
 * Each scored movie names the history movie that contributed most to it ("because you watched X"),
   or None when it comes from popularity alone.
 
@@ -39,6 +45,7 @@ import heapq
 import itertools
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -131,6 +138,30 @@ def blend_neighbours(sources: Sequence[tuple[float, Neighbours]]) -> dict[str, l
     return {m: sorted(row.items(), key=lambda kv: (-kv[1], kv[0])) for m, row in blended.items()}
 
 
+def user_damping(history: Iterable[str], pop: Mapping[str, float], config: RankConfig) -> float:
+    """The user's damping exponent: `config.popularity_damping` moved by `config.damping_slope` times how
+    far the history's mean popularity_norm (0 outside `pop`) lies below `config.damping_center`, so a
+    long-tail history gets the tail and a mainstream one the popular end."""
+    if not config.damping_slope:
+        return config.popularity_damping
+    values = [pop.get(m, 0.0) for m in history]
+    mean = sum(values) / len(values) if values else config.damping_center
+    return config.popularity_damping + config.damping_slope * (config.damping_center - mean)
+
+
+def with_tail(ranker: Any, history: History, neighbours: Any, popularity: Popularity, config: RankConfig,
+              exclude: Collection[str] = ()) -> list[Scored]:
+    """`ranker`'s list with its last `config.tail_slots` places taken from the tail ranking (see the module
+    docstring): two calls of `ranker` with `tail_slots` = 0, the head's order kept, duplicates skipped."""
+    head_config = replace(config, tail_slots=0)
+    keep = max(config.n_results - config.tail_slots, 0)
+    head = ranker(history, neighbours, popularity, head_config, exclude)[:keep]
+    listed = {s.movie_id for s in head}
+    tail = [s for s in ranker(history, neighbours, popularity, config.tail_config(), exclude)
+            if s.movie_id not in listed]
+    return head + tail[: config.n_results - len(head)]
+
+
 def rank(
     history: History, neighbours: Neighbours, popularity: Popularity, config: RankConfig,
     exclude: Collection[str] = (),
@@ -139,6 +170,8 @@ def rank(
 
     `history` is what the ranking reads (the most recent N movies); `exclude` is every movie the user has
     watched or rated, however long ago: none of them is ever returned."""
+    if config.tail_slots:
+        return with_tail(rank, history, neighbours, popularity, config, exclude)
     history_seen: dict[str, float | None] = {}
     for movie_id, rating in history:
         history_seen.setdefault(movie_id, rating)
@@ -166,12 +199,13 @@ def rank(
                     reason[candidate] = (contribution, source)
 
     pop = normalize_popularity(popularity)
-    counts = viewer_counts(popularity) if config.popularity_damping else {}
+    damping = user_damping(history_seen, pop, config)
+    counts = viewer_counts(popularity) if damping else {}
     scores: dict[str, float] = {}
     for candidate, value in affinity.items():
         if value > 0:
             if counts:
-                value /= (counts.get(candidate, 0.0) + 1.0) ** config.popularity_damping
+                value /= (counts.get(candidate, 0.0) + 1.0) ** damping
             scores[candidate] = value + config.popularity_weight * pop.get(candidate, 0.0)
     # Popular movies in order: only the first n_results eligible ones can make the list (a later one
     # has no higher score), so the scan stops there.
@@ -201,6 +235,8 @@ def rank_arrays(
     """`rank` over compact neighbour lists: each value of `lists` has `indices` (int32), `similarities`
     (float32) and `table` (its `IdTable`: `ids`, `index`), all lists over one table. Lists over several
     tables (a cache dropped in the middle of a request) are ranked by the reference `rank`."""
+    if config.tail_slots:  # RankConfig.tail_slots: two single-score passes merged by `with_tail`
+        return with_tail(rank_arrays, history, lists, popularity, config, exclude)
     history_seen: dict[str, float | None] = {}
     for movie_id, rating in history:
         history_seen.setdefault(movie_id, rating)
@@ -251,9 +287,10 @@ def rank_arrays(
     # Personalized scores of the positive-affinity candidates, in NumPy.
     positive = np.flatnonzero(affinity > 0)
     scores: np.ndarray = affinity[positive].astype(np.float64)
-    counts = viewer_counts(popularity) if config.popularity_damping else {}
+    damping = user_damping(history_seen, pop, config)  # per user (RankConfig.damping_slope)
+    counts = viewer_counts(popularity) if damping else {}
     if counts:
-        scores = scores / (_aligned(table, counts, size)[positive] + 1.0) ** config.popularity_damping
+        scores = scores / (_aligned(table, counts, size)[positive] + 1.0) ** damping
     scores = scores + config.popularity_weight * _aligned(table, pop, size)[positive]
     n = config.n_results
     if len(scores) > n:  # only those at or above the n-th best score can make the list (ties kept)

@@ -40,6 +40,12 @@ def cases(draw):
         popularity_damping=draw(st.sampled_from([0.0, 0.0, 0.1, -0.25])),
         rating_weights=draw(st.sampled_from([(-1.0, -0.5, 0.2, 0.7, 1.0), (0.2, 0.3, 0.5, 0.8, 1.0)])),
         similarity_exponent=draw(st.sampled_from([1.0, 1.0, 2.0, 0.5])),
+        damping_slope=draw(st.sampled_from([0.0, 0.0, 0.5, 4.0])),
+        damping_center=draw(st.sampled_from([0.6, 0.2])),
+        tail_slots=draw(st.sampled_from([0, 0, 1, 3, 25])),
+        tail_damping=draw(st.sampled_from([0.0, 0.3, -0.25])),
+        tail_damping_slope=draw(st.sampled_from([0.0, 4.0])),
+        tail_recency_decay=draw(st.sampled_from([0.5, 1.0])),
     )
     return history, lists, popular, exclude, config
 

@@ -216,3 +216,32 @@ def test_similarity_exponent_favours_one_close_neighbour_over_two_loose_ones() -
     assert ids(rank([("a", 5), ("b", 5)], neighbours, {}, config)) == ["loose", "close"]
     sharp = dataclasses.replace(config, similarity_exponent=3.0)
     assert ids(rank([("a", 5), ("b", 5)], neighbours, {}, sharp)) == ["close", "loose"]
+
+
+def test_personal_damping_gives_a_mainstream_history_the_popular_movie_and_a_niche_one_the_tail() -> None:
+    """damping_slope: the same neighbour lists rank the blockbuster first for a user whose history is
+    popular and the niche movie first for a user whose history is in the tail (RankConfig.damping_slope)."""
+    popularity = [("blockbuster", 5000), ("hit1", 4000), ("hit2", 3000), ("niche", 3), ("rare1", 1), ("rare2", 1)]
+    neighbours = {m: [("blockbuster", 0.5), ("niche", 0.5)] for m in ("hit1", "hit2", "rare1", "rare2")}
+    config = RankConfig(popularity_weight=0.0, popularity_damping=0.0, damping_slope=2.0, damping_center=0.5,
+                        tail_slots=0)
+    mainstream = rank([("hit1", 5), ("hit2", 5)], neighbours, popularity, config)
+    niche = rank([("rare1", 5), ("rare2", 5)], neighbours, popularity, config)
+    assert ids(mainstream)[:2] == ["blockbuster", "niche"] and ids(niche)[:2] == ["niche", "blockbuster"]
+    flat = dataclasses.replace(config, damping_slope=0.0)  # no slope: both get the same order (a tie: by popularity)
+    assert ids(rank([("rare1", 5), ("rare2", 5)], neighbours, popularity, flat))[:2] == ["blockbuster", "niche"]
+
+
+def test_tail_slots_keep_the_head_and_fill_the_last_places_from_the_tail_score() -> None:
+    """tail_slots: the first n - t places are the one-score list; the last t are the best movies not yet
+    listed by the tail config's score (here a damping that favours the least watched)."""
+    popular = [(f"p{i}", 1000 - 100 * i) for i in range(5)] + [("t1", 2), ("t2", 1)]
+    neighbours = {"h": [("p1", 0.9), ("p2", 0.8), ("p3", 0.7), ("t1", 0.3), ("t2", 0.25)]}
+    single = RankConfig(n_results=4, popularity_weight=0.0, popularity_damping=0.0, damping_slope=0.0,
+                        tail_slots=0)
+    mixed = dataclasses.replace(single, tail_slots=2, tail_damping=1.0, tail_damping_slope=0.0)
+    head = rank([("h", 5)], neighbours, popular, single)
+    out = rank([("h", 5)], neighbours, popular, mixed)
+    assert ids(head) == ["p1", "p2", "p3", "t1"]
+    assert ids(out) == ["p1", "p2", "t2", "t1"]  # t2: 0.25 / 2 beats t1: 0.3 / 3 under the tail damping
+    assert out[2].because == "h"
