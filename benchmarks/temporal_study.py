@@ -188,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.variants, encoding="utf-8") as fh:
             specs = json.load(fh)
     # unset fields: the shipped defaults (CollabConfig, RankConfig, ServiceSettings)
-    variants = [Variant(v["name"], CollabConfig(**v.get("collab", {})), RankConfig.from_record(v.get("rank")),
+    defaults = dataclasses.asdict(RankConfig())  # a full record: from_record switches nothing off
+    variants = [Variant(v["name"], CollabConfig(**v.get("collab", {})),
+                        RankConfig.from_record({**defaults, **v.get("rank", {})}),
                         v.get("history_size", service.history_size), v.get("neighbours_k", service.neighbours_k),
                         v.get("popular_size", service.popular_size)) for v in specs]
     report: dict[str, Any] = {}
