@@ -10,7 +10,8 @@ whole catalog in an embedded ChromaDB, then:
    best round over the trivial endpoint's best round (other load on the shared machine only lowers a
    round, and alternating spreads a burst over both sides instead of one whole phase);
 3. latency at a fixed rate (default 300 req/s): an open-loop Python driver (wrk2 is not available)
-   that measures each request from its scheduled send time, so a slow answer is not hidden;
+   that measures each request from its scheduled send time, so a slow answer is not hidden; the
+   trivial endpoint is paced the same way first, so the driver's own floor is printed beside it;
 4. memory: each worker's RSS after warm-up and after --soak-requests more requests.
 
 `--store movielens` serves the MovieLens demo store instead (users average 149 movies, so every ranking
@@ -453,6 +454,11 @@ def measure(args: argparse.Namespace, workdir: str, env: dict, known: list[int],
         if args.breakdown_seconds > 0:
             breakdown(service, trivial, history_lengths(env["DATABASE_URL"]), max_user,
                       args.breakdown_seconds, args.connections, args.rounds)
+        # The driver is Python on the same two cores: the trivial endpoint paced the same way first shows
+        # the floor it measures (its own latency and scheduling), beside the service's figure.
+        floor = paced("127.0.0.1", int(trivial.url.rsplit(":", 1)[1]), ["/"], args.rate, args.rate_seconds)
+        print(f"paced trivial    : achieved {floor['achieved']:.0f} req/s  p50 {floor['p50']:.2f} ms  "
+              f"p95 {floor['p95']:.2f} ms  p99 {floor['p99']:.2f} ms (the driver's floor)")
         paced_result = paced(host, port, mix_paths(known, max_user, 50_000, args.seed), args.rate,
                              args.rate_seconds)
         print(f"paced {args.rate:.0f} req/s : achieved {paced_result['achieved']:.0f} req/s  "
@@ -478,7 +484,7 @@ def measure(args: argparse.Namespace, workdir: str, env: dict, known: list[int],
     ok = share >= goals[0] and paced_result["p99"] <= goals[1] and growth <= goals[2]
     print(f"SUMMARY {args.store} store, {args.topology} topology: service {result['rps']:.0f} req/s = "
           f"{share:.0%} of trivial {ceiling['rps']:.0f} req/s; "
-          f"p99 {paced_result['p99']:.1f} ms at {paced_result['achieved']:.0f} req/s; "
+          f"p99 {paced_result['p99']:.1f} ms at {paced_result['achieved']:.0f} req/s (trivial {floor['p99']:.1f}); "
           f"RSS growth {growth:.1%} over {soak['requests']:,.0f} requests; goals {'met' if ok else 'NOT met'} "
           f"(>= {goals[0]:.0%}: {'met' if share >= goals[0] else 'not met'}, p99 <= {goals[1]:.0f} ms: "
           f"{'met' if paced_result['p99'] <= goals[1] else 'not met'}, RSS <= {goals[2]:.0%}: "

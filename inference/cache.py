@@ -22,6 +22,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -35,19 +36,26 @@ _ENTRY_OVERHEAD = 160
 
 class IdTable:
     """Movie id <-> int index for one model version: every id is stored once (interned), lists hold
-    int32 indices. Append-only; thread-safe. Replaced whole (never shrunk) when its cache is cleared."""
+    int32 indices (the ids of its lists, and of the popular list the ranking scores against them).
+    Append-only; thread-safe. Replaced whole (never shrunk) when its cache is cleared."""
 
-    __slots__ = ("_lock", "ids", "index", "memo", "nbytes")
+    __slots__ = ("_id_bytes", "_lock", "ids", "index", "memo")
 
     def __init__(self) -> None:
-        self.memo: dict[int, tuple] = {}  # the ranking's per-table arrays (inference.ranking._aligned)
+        self.memo: dict[Any, Any] = {}  # the ranking's per-table arrays (inference.ranking._PopularView)
         self.ids: list[str] = []
         self.index: dict[str, int] = {}
-        self.nbytes = 0
+        self._id_bytes = 0
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def nbytes(self) -> int:
+        """Estimated bytes held: the ids (strings, dict and list slots) and the ranking's arrays in `memo`
+        (each value's own `nbytes`)."""
+        return self._id_bytes + sum(getattr(v, "nbytes", 0) for v in list(self.memo.values()))
 
     def indices_of(self, movie_ids: Iterable[str]) -> np.ndarray:
         """The int32 indices of these ids, adding the unknown ones."""
@@ -60,7 +68,7 @@ class IdTable:
                     movie_id = sys.intern(str(movie_id))
                     i = index[movie_id] = len(self.ids)
                     self.ids.append(movie_id)
-                    self.nbytes += sys.getsizeof(movie_id) + _ID_OVERHEAD
+                    self._id_bytes += sys.getsizeof(movie_id) + _ID_OVERHEAD
                 out.append(i)
         return np.array(out, dtype=np.int32)
 

@@ -34,17 +34,19 @@ Semantics of `rank(history, neighbours, popularity, config)`:
 
 `rank` is the readable reference. `rank_arrays` returns the same list (same ids, order and `because`;
 scores equal up to the last bits of the damping's power) from neighbour lists held as int32 indices into
-one id table plus float32 similarities (`inference.cache.NeighbourList`): the per-pair work (weights,
-exclusion, affinity sums) is NumPy over the concatenated lists, and only the handful of movies that can
-make the list go through Python. The service serves `rank_arrays`.
+one id table plus float32 similarities (`inference.cache.NeighbourList`): Python touches each history
+movie once and the ~20 movies that make the list; the pairs' affinity sums, the exclusion and the
+popular list are a fixed number of NumPy calls over arrays indexed by the table (the popular list's
+arrays made once per popular list and table). The service serves `rank_arrays`.
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import math
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, NamedTuple
 
@@ -230,25 +232,35 @@ def rank(
 
 def rank_arrays(
     history: History, lists: Mapping[str, Any], popularity: Popularity, config: RankConfig,
-    exclude: Collection[str] = (),
+    exclude: Collection[str] = (), reasons: bool = True,
 ) -> list[Scored]:
     """`rank` over compact neighbour lists: each value of `lists` has `indices` (int32), `similarities`
-    (float32) and `table` (its `IdTable`: `ids`, `index`), all lists over one table. Lists over several
-    tables (a cache dropped in the middle of a request) are ranked by the reference `rank`."""
+    (float32) and `table` (its `IdTable`: `ids`, `index`, `memo`, `indices_of`), all lists over one table.
+    Lists over several tables (a cache dropped in the middle of a request) are ranked by the reference.
+    `reasons=False` leaves every `because` None (the plain-text answer does not show them).
+
+    Python touches each history movie once (its weight) and the few movies that can make the list; the
+    pairs, the exclusion and the popular list are a fixed number of NumPy calls over arrays indexed by the
+    table (the popular list's arrays made once per popular list and table: `_PopularView`)."""
     if config.tail_slots:  # RankConfig.tail_slots: two single-score passes merged by `with_tail`
-        return with_tail(rank_arrays, history, lists, popularity, config, exclude)
+        return with_tail(functools.partial(rank_arrays, reasons=reasons), history, lists, popularity, config,
+                         exclude)
     history_seen: dict[str, float | None] = {}
     for movie_id, rating in history:
         history_seen.setdefault(movie_id, rating)
     pop = normalize_popularity(popularity)
-    # The pairs, in the reference's order (history position, then list order), so the sums match it.
+    weight_of, decay = _weights(config)
     sources: list[str] = []
     weights: list[float] = []
     parts: list[Any] = []
+    get = lists.get
     for position, (source, rating) in enumerate(history_seen.items()):
-        weight = config.weight_of(rating) * config.recency_decay**position
-        found = lists.get(source)
-        if weight == 0 or found is None or not len(found.indices):
+        found = get(source)
+        if found is None or not len(found.indices):
+            continue
+        weight = weight_of(rating) * (decay[position] if position < len(decay) else
+                                      config.recency_decay**position)
+        if weight == 0:
             continue
         sources.append(source)
         weights.append(weight)
@@ -256,98 +268,184 @@ def rank_arrays(
     if not parts:
         return rank(history, {}, pop, config, exclude)
     table = parts[0].table
-    if any(p.table is not table for p in parts):
-        return rank(history, lists, popularity, config, exclude)
-    ids, index = table.ids, table.index
-    size = len(ids)  # a snapshot: ids appended later by another request are not in these lists
     lengths = [len(p.indices) for p in parts]
+    if sum(lengths) <= SMALL_PAIRS or any(p.table is not table for p in parts):
+        # few pairs: the reference's dict loop beats NumPy's fixed cost over table-sized arrays; lists over
+        # several tables (a cache dropped in the middle of a request): only the reference can rank them
+        found_reasons = rank(history, lists, popularity, config, exclude)
+        return found_reasons if reasons else [s._replace(because=None) for s in found_reasons]
+    damping = user_damping(history_seen, pop, config)  # per user (RankConfig.damping_slope)
+    damped = config.popularity_damping or config.damping_slope
+    view = _PopularView.of(table, pop, viewer_counts(popularity) if damped else _NO_COUNTS)
+    ids, index, size = table.ids, table.index, view.size  # every index in these lists is below size
+
+    # The pairs in the reference's order (history position, then list order), so the sums match it.
     candidates = np.concatenate([p.indices for p in parts])
     similarities = np.concatenate([p.similarities for p in parts]).astype(np.float64)
-    pair_source = np.repeat(np.arange(len(parts)), lengths)
-    powered = similarities if config.similarity_exponent == 1.0 else \
-        np.copysign(np.abs(similarities) ** config.similarity_exponent, similarities)
-    contributions = np.repeat(np.array(weights), lengths) * powered
+    contributions = np.repeat(weights, lengths) * (
+        similarities if config.similarity_exponent == 1.0
+        else np.copysign(np.abs(similarities) ** config.similarity_exponent, similarities))
+    if similarities.min() < config.min_similarity:  # as if absent: adds nothing, names no reason
+        contributions[similarities < config.min_similarity] = 0.0
+    # Slot `size` stands for every id the table lacks. Seen movies (the history's and `exclude`, the whole
+    # history) get NaN: it is neither > 0 (scored) nor >= 0 (filled from the popular list). `exclude` is
+    # matched from its smaller side: its ids looked up in the table, or the ids of the candidates and the
+    # popular list looked up in it, in C (map), never in a Python loop.
+    affinity = np.bincount(candidates, weights=contributions, minlength=size + 1)
+    if not exclude or len(exclude) <= len(candidates) + len(view.order):
+        seen = itertools.chain(history_seen, exclude)
+        affinity[np.fromiter(map(index.get, seen, itertools.repeat(size)), dtype=np.intp,
+                             count=len(history_seen) + len(exclude))] = np.nan
+    else:
+        affinity[np.fromiter(map(index.get, history_seen, itertools.repeat(size)), dtype=np.intp,
+                             count=len(history_seen))] = np.nan
+        check = np.unique(np.concatenate([candidates, view.order]))
+        affinity[check[np.fromiter(map(exclude.__contains__, map(ids.__getitem__, check.tolist())),
+                                   dtype=bool, count=len(check))]] = np.nan
 
-    # `exclude` holds the user's whole history: it is matched from the smaller side, its ids looked up in
-    # the table or the candidates' ids looked up in it (at most the pairs' count), in C (map), never in a
-    # Python loop.
-    blocked = np.zeros(size, dtype=bool)
-    blocked[[i for m in history_seen if (i := index.get(m)) is not None and i < size]] = True
-    if exclude and len(exclude) <= len(candidates):
-        found = np.fromiter(map(index.get, exclude, itertools.repeat(size)), dtype=np.int64, count=len(exclude))
-        blocked[found[found < size]] = True
-    elif exclude:
-        unique = np.unique(candidates)
-        blocked[unique] |= np.fromiter(map(exclude.__contains__, map(ids.__getitem__, unique.tolist())),
-                                       dtype=bool, count=len(unique))
-    keep = ~blocked[candidates] & (similarities >= config.min_similarity)
-    candidates, contributions, pair_source = candidates[keep], contributions[keep], pair_source[keep]
-    affinity = np.bincount(candidates, weights=contributions, minlength=size)
-
-    # Personalized scores of the positive-affinity candidates, in NumPy.
-    positive = np.flatnonzero(affinity > 0)
-    scores: np.ndarray = affinity[positive].astype(np.float64)
-    damping = user_damping(history_seen, pop, config)  # per user (RankConfig.damping_slope)
-    counts = viewer_counts(popularity) if damping else {}
-    if counts:
-        scores = scores / (_aligned(table, counts, size)[positive] + 1.0) ** damping
-    scores = scores + config.popularity_weight * _aligned(table, pop, size)[positive]
+    # Personalized scores of the positive-affinity candidates; only those at or above the n-th best
+    # score can make the list (ties kept).
     n = config.n_results
-    if len(scores) > n:  # only those at or above the n-th best score can make the list (ties kept)
+    positive = np.flatnonzero(affinity > 0)
+    scores: np.ndarray = affinity[positive]
+    if damping and view.log_viewers is not None:  # (viewers + 1) ** damping, the damping per user
+        scores = scores / np.exp(damping * view.log_viewers[positive])
+    values = view.values[positive]
+    scores = scores + config.popularity_weight * values
+    if len(scores) > n:
         chosen = scores >= np.partition(scores, len(scores) - n)[len(scores) - n]
-        positive, scores = positive[chosen], scores[chosen]
-    order = [(-score, -pop.get(ids[i], 0.0), ids[i]) for i, score in zip(positive.tolist(), scores.tolist(),
-                                                                         strict=True)]
+        positive, scores, values = positive[chosen], scores[chosen], values[chosen]
+    order = [(-score, -value, ids[i]) for i, score, value in zip(positive.tolist(), scores.tolist(),
+                                                                  values.tolist(), strict=True)]
 
-    # Popular movies in order (as in `rank`): those without a positive affinity score by popularity.
-    taken = 0
-    for candidate, value in pop.items():
-        i = index.get(candidate)
-        value_affinity = float(affinity[i]) if i is not None and i < size else 0.0
-        if candidate in history_seen or candidate in exclude or value_affinity < 0:
-            continue
-        if value_affinity <= 0:
-            order.append((-config.popularity_weight * value, -value, candidate))
-        taken += 1
-        if taken >= n and config.popularity_weight >= 0:
+    # Popular movies in order (as in `rank`): each unseen one without a negative affinity counts towards
+    # n, and those without a positive one score by popularity alone.
+    weight = config.popularity_weight
+    taken, step = 0, 4 * n + 64
+    for start in range(0, len(view.order), step):
+        found_affinity = affinity[view.order[start:start + step]]
+        eligible = np.flatnonzero(found_affinity >= 0)
+        if weight >= 0:
+            eligible = eligible[:n - taken]
+        taken += len(eligible)
+        for j in (start + eligible[found_affinity[eligible] <= 0]).tolist():
+            value = view.ordered_values[j]
+            order.append((-weight * value, -value, view.ordered_ids[j]))
+        if weight >= 0 and taken >= n:
             break
     ranked = sorted(order)[:n]
-
-    # "because": the largest positive contribution to each chosen movie, ties by the source's id.
-    chosen_ids = np.array([index[m] for _, _, m in ranked if m in index and index[m] < size], dtype=np.int64)
-    reason: dict[str, tuple[float, str]] = {}
-    if len(chosen_ids):
-        flags = np.zeros(size, dtype=bool)
-        flags[chosen_ids] = True
-        mask = flags[candidates] & (contributions > 0)
-        for i, contribution, s in zip(candidates[mask].tolist(), contributions[mask].tolist(),
-                                      pair_source[mask].tolist(), strict=True):
-            movie_id, source = ids[i], sources[s]
-            best = reason.get(movie_id)
-            if best is None or contribution > best[0] or (contribution == best[0] and source < best[1]):
-                reason[movie_id] = (contribution, source)
-    return [Scored(movie_id, -negative, reason[movie_id][1] if movie_id in reason else None)
-            for negative, _, movie_id in ranked]
+    because = _reasons(ranked, ids, index, size, candidates, contributions, lengths, sources) if reasons else {}
+    return [Scored(movie_id, -negative, because.get(movie_id)) for negative, _, movie_id in ranked]
 
 
-def _aligned(table: Any, values: Mapping[str, float], size: int) -> np.ndarray:
-    """`values` as a float64 array over the table's first `size` ids (0 where absent). Memoized on the
-    table (its `memo` dict, a few entries) while the same mapping object and size come back: the popular
-    list changes once per TTL, so most requests reuse it."""
-    memo = getattr(table, "memo", None)
-    key = id(values)
-    if memo is not None:
-        held = memo.get(key)
-        if held is not None and held[0] is values and held[1] == size:
-            return held[2]
-    index = table.index
-    out = np.zeros(size)
-    found = [(i, v) for m, v in values.items() if (i := index.get(m)) is not None and i < size]
-    if found:
-        out[[i for i, _ in found]] = [v for _, v in found]
-    if memo is not None:
-        if len(memo) >= 4:
-            memo.clear()
-        memo[key] = (values, size, out)
-    return out
+def _reasons(ranked: Sequence[tuple[float, float, str]], ids: Sequence[str], index: Mapping[str, int], size: int,
+             candidates: np.ndarray, contributions: np.ndarray, lengths: Sequence[int],
+             sources: Sequence[str]) -> dict[str, str]:
+    """"because" of each ranked movie: the source of its largest positive contribution, ties by the
+    source's id (as `rank`), from the pairs of the ranked movies only."""
+    chosen = [i for _, _, m in ranked if (i := index.get(m, size)) < size]
+    if not chosen:
+        return {}
+    flags = np.zeros(size, dtype=bool)
+    flags[chosen] = True
+    pairs = np.flatnonzero(flags[candidates] & (contributions > 0))
+    source_of = np.searchsorted(np.cumsum(lengths), pairs, side="right")
+    best: dict[int, tuple[float, str]] = {}
+    for i, contribution, s in zip(candidates[pairs].tolist(), contributions[pairs].tolist(), source_of.tolist(),
+                                  strict=True):
+        held = best.get(i)
+        if held is None or contribution > held[0] or (contribution == held[0] and sources[s] < held[1]):
+            best[i] = (contribution, sources[s])
+    return {ids[i]: source for i, (_, source) in best.items()}
 
+
+def _weights(config: RankConfig) -> tuple[Callable[[float | None], float], list[float]]:
+    """The config's weight per rating (a memo of `weight_of`) and its recency decay for the first 256
+    positions, made once per config object (a served model holds one)."""
+    held = _WEIGHTS.get(id(config))
+    if held is not None and held[0] is config:
+        return held[1], held[2]
+    by_rating: dict[float | None, float] = {r: config.weight_of(r) for r in (None, 1, 2, 3, 4, 5)}
+
+    def weight_of(rating: float | None) -> float:
+        found = by_rating.get(rating)
+        return config.weight_of(rating) if found is None else found
+
+    decay = [config.recency_decay**position for position in range(256)]
+    if len(_WEIGHTS) >= 16:
+        _WEIGHTS.clear()
+    _WEIGHTS[id(config)] = (config, weight_of, decay)
+    return weight_of, decay
+
+
+_WEIGHTS: dict[int, tuple[RankConfig, Callable[[float | None], float], list[float]]] = {}
+
+
+class _PopularView:
+    """One popular list over one id table: its movies' indices in popular order (`order`, the ids added
+    to the table), their normalized values (`ordered_values`, `ordered_ids`), and over the whole table
+    the normalized value (`values`) and log(viewers + 1) (`log_viewers`, None without viewer counts: the
+    damping divisor (viewers + 1) ** damping is exp(damping * log_viewers), the damping being per user).
+    Held in the table's `memo` while the same popular list comes back (it changes once
+    per TTL; at most two are held, the one before a refresh and the new one); extended, never rebuilt,
+    when the table grows."""
+
+    __slots__ = ("counts", "log_viewers", "order", "ordered_ids", "ordered_values", "pop", "size",
+                 "values")
+
+    @classmethod
+    def of(cls, table: Any, pop: NormalizedPopularity, counts: Mapping[str, float]) -> _PopularView:
+        key = ("popular", id(pop))
+        held = table.memo.get(key)
+        if held is None or held.pop is not pop or held.counts is not counts:
+            held = cls(table, pop, counts)
+        elif held.size < len(table.ids):
+            held = held.extended(table)
+        else:
+            return held
+        if key not in table.memo and len(table.memo) >= 2:  # the list before a refresh, at most
+            table.memo.clear()
+        table.memo[key] = held
+        return held
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays (counted in the table's, so the cache's, byte bound)."""
+        logs = 0 if self.log_viewers is None else self.log_viewers.nbytes
+        return self.order.nbytes + self.values.nbytes + logs + 40 * len(self.ordered_ids)  # + two lists
+
+    def __init__(self, table: Any, pop: NormalizedPopularity, counts: Mapping[str, float]):
+        self.pop, self.counts = pop, counts
+        self.ordered_ids = list(pop)
+        self.ordered_values = list(pop.values())
+        self.order = table.indices_of(self.ordered_ids).astype(np.int64)
+        self.size = 0
+        self.values = np.zeros(0)
+        self.log_viewers: np.ndarray | None = np.zeros(0) if counts else None
+        self._grow(table)
+
+    def extended(self, table: Any) -> _PopularView:
+        """A copy over the table's ids as they are now (the new ids are in no popular list position)."""
+        out = object.__new__(_PopularView)
+        for name in self.__slots__:
+            setattr(out, name, getattr(self, name))
+        out._grow(table)
+        return out
+
+    def _grow(self, table: Any) -> None:
+        ids = table.ids
+        size = len(ids)
+        new = ids[self.size:size]
+        self.values = np.concatenate([self.values, np.fromiter(map(self.pop.get, new, itertools.repeat(0.0)),
+                                                               dtype=np.float64, count=len(new))])
+        if self.log_viewers is not None:
+            viewers = np.fromiter(map(self.counts.get, new, itertools.repeat(0.0)), dtype=np.float64, count=len(new))
+            self.log_viewers = np.concatenate([self.log_viewers, np.log1p(viewers)])
+        self.size = size
+
+
+_NO_COUNTS: dict[str, float] = {}
+SMALL_PAIRS = 100
+"""Up to this many (history movie, neighbour) pairs `rank_arrays` hands the user to the reference `rank`:
+`benchmarks/bench_rank.py` puts the crossover between 80 pairs (rank 0.08 ms, arrays 0.13 ms over a 27,000-id
+table) and 200 (0.24 ms against 0.11 ms)."""

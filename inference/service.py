@@ -74,6 +74,7 @@ class Recommender:
                                         lambda exc: self._mark("sql", exc))
         self.warming = False
         self.warm_thread: threading.Thread | None = None
+        self._reported_bytes = -1
 
     # -- the model served -------------------------------------------------------------------------
     @property
@@ -160,9 +161,17 @@ class Recommender:
         """One batched neighbour query for these ids, stored in the model's cache."""
         fetched = model.vectors().neighbours(movie_ids, self.settings.neighbours_k)
         fresh = model.cache.put_many({m: [(n, s) for n, s in fetched.get(m, []) if n != m] for m in movie_ids})
-        if self.metrics.cache_bytes is not None and model is self.model:
-            self.metrics.cache_bytes.set(model.cache.nbytes)
+        self._report_cache_bytes(model)
         return fresh
+
+    def _report_cache_bytes(self, model: ServedModel) -> None:
+        """Set the neighbour_cache_bytes gauge when the model in use's cache changed size (new lists, or
+        the popular list's ids the ranking adds to its id table)."""
+        if self.metrics.cache_bytes is not None and model is self.model:
+            nbytes = model.cache.nbytes
+            if nbytes != self._reported_bytes:
+                self._reported_bytes = nbytes
+                self.metrics.cache_bytes.set(nbytes)
 
     def warm(self, background: bool = True) -> threading.Thread | None:
         """At worker start: load the popular list and open the vector store now (a dependency that
@@ -288,8 +297,9 @@ class Recommender:
         except Exception as exc:
             self._mark("vectors", exc)
             return self._fallback(model, popular, history, seen, classify(exc, "vectors"))
-        return Outcome(rank_arrays(history, neighbours, popular, model.rank, exclude=seen), "personalized", None,
-                       model.name)
+        ranked = rank_arrays(history, neighbours, popular, model.rank, exclude=seen)
+        self._report_cache_bytes(model)
+        return Outcome(ranked, "personalized", None, model.name)
 
     def _fallback(self, model: ServedModel, popular: NormalizedPopularity, history: list[tuple[str, float | None]],
                   seen: frozenset[str], reason: str) -> Outcome:

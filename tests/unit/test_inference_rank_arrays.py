@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from inference import ranking
 from inference.cache import IdTable, NeighbourCache, NeighbourList
 from inference.config import RankConfig
 from inference.ranking import Scored, normalize_popularity, rank, rank_arrays
@@ -14,6 +16,16 @@ from inference.ranking import Scored, normalize_popularity, rank, rank_arrays
 MOVIES = [f"m{i:02d}" for i in range(30)]
 # A few similarity values only, so equal contributions (ties in score and in "because") are common.
 SIMILARITIES = st.sampled_from([0.0, 0.25, 0.5, 0.5, 0.75, 1.0, -0.25])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _arrays_for_every_size():
+    """Every case here goes through the NumPy path: the small-input shortcut to `rank` would make the
+    comparison with the reference true by construction."""
+    saved = ranking.SMALL_PAIRS
+    ranking.SMALL_PAIRS = -1
+    yield
+    ranking.SMALL_PAIRS = saved
 
 
 def assert_same(fast: list[Scored], reference: list[Scored]) -> None:
@@ -118,3 +130,63 @@ def test_a_700_movie_exclusion_checked_on_the_candidates_only_removes_every_watc
     out = rank_arrays(history, lists, popular, RankConfig(), exclude=exclude)
     assert len(out) == 20 and not {s.movie_id for s in out} & exclude
     assert_same(out, rank(history, lists, popular, RankConfig(), exclude=exclude))
+
+
+@settings(max_examples=150, deadline=None)
+@given(cases())
+def test_without_reasons_the_list_and_scores_are_the_same(case) -> None:
+    """The plain-text answer skips the "because" work: same ids and scores, every reason None."""
+    history, pairs, popular, exclude, config = case
+    table = IdTable()
+    packed = {m: NeighbourList(p, table) for m, p in pairs.items()}
+    full = rank_arrays(history, packed, popular, config, exclude=exclude)
+    bare = rank_arrays(history, packed, popular, config, exclude=exclude, reasons=False)
+    assert [(s.movie_id, s.score) for s in bare] == [(s.movie_id, s.score) for s in full]
+    assert all(s.because is None for s in bare)
+
+
+def test_a_popular_list_seen_twice_over_a_growing_table_ranks_like_the_reference() -> None:
+    """The popular list's arrays are made once per table and extended when lists add ids: a list fetched
+    after the first request is scored with the popularity and damping of its ids."""
+    cache = NeighbourCache(max_size=10)
+    popular = normalize_popularity([("late", 500), ("x", 3), ("p", 2)])
+    config = RankConfig(popularity_damping=-0.25)
+    first = cache.put_many({"a": [("x", 0.3)]})
+    assert_same(rank_arrays([("a", 4)], first, popular, config), rank([("a", 4)], first, popular, config))
+    later = {**first, **cache.put_many({"b": [("late", 0.2), ("new", 0.9)]})}
+    history = [("b", 5), ("a", 4)]
+    out = rank_arrays(history, later, popular, config)
+    assert_same(out, rank(history, later, popular, config))
+    assert {"late", "new"} <= {s.movie_id for s in out}
+
+
+def test_few_pairs_go_to_the_reference_and_many_to_the_arrays(monkeypatch) -> None:
+    """The shortcut is a pure speed choice: below SMALL_PAIRS the reference ranks, above it the arrays."""
+    monkeypatch.setattr(ranking, "SMALL_PAIRS", 2)
+    calls: list[int] = []
+    reference = ranking.rank
+    monkeypatch.setattr(ranking, "rank", lambda *a, **k: calls.append(1) or reference(*a, **k))
+    table = IdTable()
+    lists = {"a": NeighbourList([("x", 0.5), ("y", 0.4)], table), "b": NeighbourList([("z", 0.3)], table)}
+    one = RankConfig(tail_slots=0)  # one pass (the tail slots rank twice)
+    rank_arrays([("a", 5)], lists, [], one)
+    assert calls == [1]
+    rank_arrays([("a", 5), ("b", 4)], lists, [], one)
+    assert calls == [1]
+
+
+def test_the_popular_arrays_count_in_the_cache_bytes_and_at_most_two_lists_are_held() -> None:
+    """Each popular list ranked against a cache leaves arrays on its id table: counted in `nbytes` (so in
+    the byte bound, /ready and /metrics), and a refreshed list replaces the older ones instead of piling up."""
+    cache = NeighbourCache(max_size=100)
+    lists = cache.put_many({f"h{i}": [(f"c{i}_{j}", 0.5) for j in range(20)] for i in range(10)})
+    history = [(f"h{i}", 4) for i in range(10)]
+    before = cache.nbytes
+    config = RankConfig(popularity_damping=-0.25)
+    held = []
+    for refresh in range(6):
+        popular = normalize_popularity([(f"p{refresh}_{j}", 100 - j) for j in range(50)])
+        assert_same(rank_arrays(history, lists, popular, config), rank(history, lists, popular, config))
+        held.append(cache.nbytes)
+    assert len(cache.table.memo) <= 2
+    assert held[0] > before
