@@ -49,8 +49,8 @@ from inference.diversity import mmr
 COVERAGE_TARGET = 0.30
 POOL = 50  # candidates `rank` returns for the MMR re-rank (its first 20 are exactly rank's 20)
 
-COLLAB_VARIANTS: dict[str, CollabConfig] = {  # "svd64" is what the job builds today
-    "svd64": CollabConfig(),
+COLLAB_VARIANTS: dict[str, CollabConfig] = {  # the job builds CollabConfig() today: ALS, idf, alpha 2
+    "svd64": CollabConfig(method="svd"),
     "als64": CollabConfig(method="als", dim=64),
     "als128": CollabConfig(method="als", dim=128),
     "ease64": CollabConfig(method="ease", dim=64),

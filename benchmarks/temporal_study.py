@@ -68,8 +68,30 @@ class Split:
     store_movies: int
 
 
-def splits(events: Sequence[gate.Event], users: int | None, seed: int) -> list[Split]:
-    """The test split (the gate's) and the validation split (the same rule on the test's held-in part)."""
+def leave_last_out(events: Sequence[gate.Event], skip_last: int) -> gate.TemporalSplit:
+    """`metrics.leave_last_out` on the store's events: each user's last distinct movie (by its latest
+    time, ties by the larger id) held out, after dropping the last `skip_last` ones (1: validation)."""
+    rows = [metrics.Interaction(e[0], e[1], e[3]) for e in events]
+    split = metrics.leave_last_out(rows, skip_last=skip_last)
+    drop = {(u, m) for u, m in split.held_out.items()}
+    held = {(r.user_id, r.movie_id) for r in split.held_in}
+    held_in = [e for e in events if (e[0], e[1]) in held and (e[0], e[1]) not in drop]
+    users = sorted(split.held_out)
+    return gate.TemporalSplit(held_in, {u: [split.held_out[u]] for u in users}, users, None,
+                              {"events": len(events), "held_in": len(held_in), "scored_users": len(users)})
+
+
+def splits(events: Sequence[gate.Event], users: int | None, seed: int, protocol: str = "temporal"
+           ) -> list[Split]:
+    """The test split (the gate's) and the validation split (the same rule on the test's held-in part);
+    with protocol "leave-last-out", `metrics.leave_last_out`'s test (skip_last=0) and validation
+    (skip_last=1) splits of the same events (the offline harness's protocol, without its store rebuild)."""
+    if protocol == "leave-last-out":
+        out = []
+        for name, skip in (("validation", 1), ("test", 0)):
+            split = leave_last_out(events, skip)
+            out.append(Split(name, split, len({e[1] for e in split.held_in})))
+        return out
     config = gate.GateConfig(max_users=users or 2000, seed=seed)
     test = gate.temporal_split(events, config, None)
     val = gate.temporal_split(test.held_in, config, None)
@@ -140,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--splits", nargs="+", default=["validation"], choices=("validation", "test"))
     parser.add_argument("--variants", default=None, help="JSON file: a list of variants (name, collab, rank)")
     parser.add_argument("--baselines", action="store_true")
+    parser.add_argument("--protocol", default="temporal", choices=("temporal", "leave-last-out"),
+                        help="the gate's temporal holdout (default) or leave-last-out on the store's events")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     from threadpoolctl import threadpool_limits
@@ -164,12 +188,14 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.variants, encoding="utf-8") as fh:
             specs = json.load(fh)
     # unset fields: the shipped defaults (CollabConfig, RankConfig, ServiceSettings)
-    variants = [Variant(v["name"], CollabConfig(**v.get("collab", {})), RankConfig.from_record(v.get("rank")),
+    defaults = dataclasses.asdict(RankConfig())  # a full record: from_record switches nothing off
+    variants = [Variant(v["name"], CollabConfig(**v.get("collab", {})),
+                        RankConfig.from_record({**defaults, **v.get("rank", {})}),
                         v.get("history_size", service.history_size), v.get("neighbours_k", service.neighbours_k),
                         v.get("popular_size", service.popular_size)) for v in specs]
     report: dict[str, Any] = {}
     with threadpool_limits(1, "blas"):
-        for stage in splits(events, args.users, args.seed):
+        for stage in splits(events, args.users, args.seed, args.protocol):
             if stage.name not in args.splits:
                 continue
             scorer = Scorer(stage, content_ids, content_vectors, fit_pairs)

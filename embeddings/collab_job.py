@@ -23,7 +23,7 @@ from sqlalchemy import Engine, inspect
 from core.logs import setup as setup_logs
 from core.settings import EnvSettings, env
 from db_utils import queries
-from embeddings.collaborative import WEIGHTINGS, CollabConfig, interaction_matrix, item_vectors
+from embeddings.collaborative import METHODS, WEIGHTINGS, CollabConfig, interaction_matrix, item_vectors
 from embeddings.config import EmbeddingSettings
 from embeddings.store import VectorStore
 
@@ -44,6 +44,10 @@ class CollabEnv(EnvSettings):
     weighting: str = env("COLLAB_WEIGHTING", CollabConfig.weighting, choices=WEIGHTINGS)
     """How the user-item matrix is weighted before the factorisation: binary, idf or bm25
     (`CollabConfig.weighting`)."""
+    method: str = env("COLLAB_METHOD", CollabConfig.method, choices=METHODS)
+    """The factorisation: svd, als or ease (`CollabConfig.method`)."""
+    alpha: float = env("COLLAB_ALPHA", CollabConfig.alpha, minimum=0.0)
+    """ALS's confidence scale (`CollabConfig.alpha`)."""
 
 
 def collab_settings(settings: EmbeddingSettings | None = None,
@@ -56,7 +60,8 @@ def collab_settings(settings: EmbeddingSettings | None = None,
 
 
 def collab_config_from_env(env: Mapping[str, str] | None = None) -> CollabConfig:
-    """COLLAB_DIM, COLLAB_SEED, COLLAB_MIN_VIEWERS, COLLAB_WEIGHTING (see `CollabEnv`) as a `CollabConfig`."""
+    """COLLAB_DIM, COLLAB_SEED, COLLAB_MIN_VIEWERS, COLLAB_WEIGHTING, COLLAB_METHOD, COLLAB_ALPHA (see
+    `CollabEnv`) as a `CollabConfig`."""
     return CollabConfig(**dataclasses.asdict(CollabEnv.from_env(env)))
 
 

@@ -11,10 +11,12 @@ Semantics of `rank(history, neighbours, popularity, config)`:
   2 or less gives a negative weight: a candidate whose affinity is negative is pushed away and never
   recommended, not even from the popular list, so a poorly rated movie's neighbours are not
   recommended because of it.
-* score(c) = affinity(c) / (viewers(c) + 1) ** popularity_damping + popularity_weight * popularity_norm(c),
+* score(c) = affinity(c) / (viewers(c) + 1) ** damping + popularity_weight * popularity_norm(c),
   popularity_norm in [0, 1] (log-scaled viewer counts divided by the largest, or 1 - rank/len for a bare
   ordered list); viewers(c) is the count `popularity` gives (0 when it gives none, or only an order). The
   damping divides away part of the blockbusters' head start, so the list reaches into the catalog's tail.
+  damping = `user_damping`: popularity_damping + damping_slope * (damping_center - m), m the mean
+  popularity_norm of the (deduplicated) history movies: per user, from how mainstream the history is.
 * neighbours may blend several vector collections (MiniLM content vectors and collaborative item
   vectors): `blend_neighbours` sums each source's similarities with its weight
   (`config.content_weight`, `config.collab_weight`) before `rank` sees them.
@@ -23,6 +25,10 @@ Semantics of `rank(history, neighbours, popularity, config)`:
 * Seen movies are excluded: the history's and every id in `exclude` (the user's whole history, of
   which `history` is only the most recent part). Ties break by popularity, then by movie id, so the answer is
   deterministic (and the popular order survives a popularity_weight of 0).
+* Tail slots (`config.tail_slots` > 0): the first n_results - tail_slots movies are the list above; the
+  rest are the best movies not yet listed by the same ranking with `config.tail_config()` (its own
+  damping, damping slope and recency decay; their `score` is that tail score). `with_tail` does this for
+  both functions.
 * Each scored movie names the history movie that contributed most to it ("because you watched X"),
   or None when it comes from popularity alone.
 
@@ -36,10 +42,12 @@ arrays made once per popular list and table). The service serves `rank_arrays`.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -132,6 +140,30 @@ def blend_neighbours(sources: Sequence[tuple[float, Neighbours]]) -> dict[str, l
     return {m: sorted(row.items(), key=lambda kv: (-kv[1], kv[0])) for m, row in blended.items()}
 
 
+def user_damping(history: Iterable[str], pop: Mapping[str, float], config: RankConfig) -> float:
+    """The user's damping exponent: `config.popularity_damping` moved by `config.damping_slope` times how
+    far the history's mean popularity_norm (0 outside `pop`) lies below `config.damping_center`, so a
+    long-tail history gets the tail and a mainstream one the popular end."""
+    if not config.damping_slope:
+        return config.popularity_damping
+    values = [pop.get(m, 0.0) for m in history]
+    mean = sum(values) / len(values) if values else config.damping_center
+    return config.popularity_damping + config.damping_slope * (config.damping_center - mean)
+
+
+def with_tail(ranker: Any, history: History, neighbours: Any, popularity: Popularity, config: RankConfig,
+              exclude: Collection[str] = ()) -> list[Scored]:
+    """`ranker`'s list with its last `config.tail_slots` places taken from the tail ranking (see the module
+    docstring): two calls of `ranker` with `tail_slots` = 0, the head's order kept, duplicates skipped."""
+    head_config = replace(config, tail_slots=0)
+    keep = max(config.n_results - config.tail_slots, 0)
+    head = ranker(history, neighbours, popularity, head_config, exclude)[:keep]
+    listed = {s.movie_id for s in head}
+    tail = [s for s in ranker(history, neighbours, popularity, config.tail_config(), exclude)
+            if s.movie_id not in listed]
+    return head + tail[: config.n_results - len(head)]
+
+
 def rank(
     history: History, neighbours: Neighbours, popularity: Popularity, config: RankConfig,
     exclude: Collection[str] = (),
@@ -140,6 +172,8 @@ def rank(
 
     `history` is what the ranking reads (the most recent N movies); `exclude` is every movie the user has
     watched or rated, however long ago: none of them is ever returned."""
+    if config.tail_slots:
+        return with_tail(rank, history, neighbours, popularity, config, exclude)
     history_seen: dict[str, float | None] = {}
     for movie_id, rating in history:
         history_seen.setdefault(movie_id, rating)
@@ -167,12 +201,13 @@ def rank(
                     reason[candidate] = (contribution, source)
 
     pop = normalize_popularity(popularity)
-    counts = viewer_counts(popularity) if config.popularity_damping else {}
+    damping = user_damping(history_seen, pop, config)
+    counts = viewer_counts(popularity) if damping else {}
     scores: dict[str, float] = {}
     for candidate, value in affinity.items():
         if value > 0:
             if counts:
-                value /= (counts.get(candidate, 0.0) + 1.0) ** config.popularity_damping
+                value /= (counts.get(candidate, 0.0) + 1.0) ** damping
             scores[candidate] = value + config.popularity_weight * pop.get(candidate, 0.0)
     # Popular movies in order: only the first n_results eligible ones can make the list (a later one
     # has no higher score), so the scan stops there.
@@ -207,6 +242,9 @@ def rank_arrays(
     Python touches each history movie once (its weight) and the few movies that can make the list; the
     pairs, the exclusion and the popular list are a fixed number of NumPy calls over arrays indexed by the
     table (the popular list's arrays made once per popular list and table: `_PopularView`)."""
+    if config.tail_slots:  # RankConfig.tail_slots: two single-score passes merged by `with_tail`
+        return with_tail(functools.partial(rank_arrays, reasons=reasons), history, lists, popularity, config,
+                         exclude)
     history_seen: dict[str, float | None] = {}
     for movie_id, rating in history:
         history_seen.setdefault(movie_id, rating)
@@ -236,8 +274,9 @@ def rank_arrays(
         # several tables (a cache dropped in the middle of a request): only the reference can rank them
         found_reasons = rank(history, lists, popularity, config, exclude)
         return found_reasons if reasons else [s._replace(because=None) for s in found_reasons]
-    view = _PopularView.of(table, pop, viewer_counts(popularity) if config.popularity_damping else _NO_COUNTS,
-                           config.popularity_damping)
+    damping = user_damping(history_seen, pop, config)  # per user (RankConfig.damping_slope)
+    damped = config.popularity_damping or config.damping_slope
+    view = _PopularView.of(table, pop, viewer_counts(popularity) if damped else _NO_COUNTS)
     ids, index, size = table.ids, table.index, view.size  # every index in these lists is below size
 
     # The pairs in the reference's order (history position, then list order), so the sums match it.
@@ -269,8 +308,8 @@ def rank_arrays(
     n = config.n_results
     positive = np.flatnonzero(affinity > 0)
     scores: np.ndarray = affinity[positive]
-    if view.divisor is not None:
-        scores = scores / view.divisor[positive]
+    if damping and view.log_viewers is not None:  # (viewers + 1) ** damping, the damping per user
+        scores = scores / np.exp(damping * view.log_viewers[positive])
     values = view.values[positive]
     scores = scores + config.popularity_weight * values
     if len(scores) > n:
@@ -345,21 +384,21 @@ _WEIGHTS: dict[int, tuple[RankConfig, Callable[[float | None], float], list[floa
 class _PopularView:
     """One popular list over one id table: its movies' indices in popular order (`order`, the ids added
     to the table), their normalized values (`ordered_values`, `ordered_ids`), and over the whole table
-    the normalized value (`values`) and the damping divisor (viewers + 1) ** damping (`divisor`, None
-    without damping). Held in the table's `memo` while the same popular list comes back (it changes once
+    the normalized value (`values`) and log(viewers + 1) (`log_viewers`, None without viewer counts: the
+    damping divisor (viewers + 1) ** damping is exp(damping * log_viewers), the damping being per user).
+    Held in the table's `memo` while the same popular list comes back (it changes once
     per TTL; at most two are held, the one before a refresh and the new one); extended, never rebuilt,
     when the table grows."""
 
-    __slots__ = ("counts", "damping", "divisor", "order", "ordered_ids", "ordered_values", "pop", "size",
+    __slots__ = ("counts", "log_viewers", "order", "ordered_ids", "ordered_values", "pop", "size",
                  "values")
 
     @classmethod
-    def of(cls, table: Any, pop: NormalizedPopularity, counts: Mapping[str, float],
-           damping: float) -> _PopularView:
-        key = ("popular", id(pop), damping)
+    def of(cls, table: Any, pop: NormalizedPopularity, counts: Mapping[str, float]) -> _PopularView:
+        key = ("popular", id(pop))
         held = table.memo.get(key)
         if held is None or held.pop is not pop or held.counts is not counts:
-            held = cls(table, pop, counts, damping)
+            held = cls(table, pop, counts)
         elif held.size < len(table.ids):
             held = held.extended(table)
         else:
@@ -372,17 +411,17 @@ class _PopularView:
     @property
     def nbytes(self) -> int:
         """Bytes of the arrays (counted in the table's, so the cache's, byte bound)."""
-        divisor = 0 if self.divisor is None else self.divisor.nbytes
-        return self.order.nbytes + self.values.nbytes + divisor + 40 * len(self.ordered_ids)  # + two lists
+        logs = 0 if self.log_viewers is None else self.log_viewers.nbytes
+        return self.order.nbytes + self.values.nbytes + logs + 40 * len(self.ordered_ids)  # + two lists
 
-    def __init__(self, table: Any, pop: NormalizedPopularity, counts: Mapping[str, float], damping: float):
-        self.pop, self.counts, self.damping = pop, counts, damping
+    def __init__(self, table: Any, pop: NormalizedPopularity, counts: Mapping[str, float]):
+        self.pop, self.counts = pop, counts
         self.ordered_ids = list(pop)
         self.ordered_values = list(pop.values())
         self.order = table.indices_of(self.ordered_ids).astype(np.int64)
         self.size = 0
         self.values = np.zeros(0)
-        self.divisor: np.ndarray | None = np.zeros(0) if counts and damping else None
+        self.log_viewers: np.ndarray | None = np.zeros(0) if counts else None
         self._grow(table)
 
     def extended(self, table: Any) -> _PopularView:
@@ -399,9 +438,9 @@ class _PopularView:
         new = ids[self.size:size]
         self.values = np.concatenate([self.values, np.fromiter(map(self.pop.get, new, itertools.repeat(0.0)),
                                                                dtype=np.float64, count=len(new))])
-        if self.divisor is not None:
+        if self.log_viewers is not None:
             viewers = np.fromiter(map(self.counts.get, new, itertools.repeat(0.0)), dtype=np.float64, count=len(new))
-            self.divisor = np.concatenate([self.divisor, (viewers + 1.0) ** self.damping])
+            self.log_viewers = np.concatenate([self.log_viewers, np.log1p(viewers)])
         self.size = size
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -74,8 +76,9 @@ def test_blend_neighbours_weights_and_sums_sources() -> None:
 def test_popularity_damping_pushes_blockbusters_down() -> None:
     neighbours = {"h": [("blockbuster", 0.9), ("niche", 0.6)]}
     popularity = [("blockbuster", 1000), ("niche", 3)]
-    plain = rank([("h", 5)], neighbours, popularity, RankConfig(popularity_weight=0.0))
-    damped = rank([("h", 5)], neighbours, popularity, RankConfig(popularity_weight=0.0, popularity_damping=0.3))
+    one = RankConfig(popularity_weight=0.0, damping_slope=0.0, tail_slots=0)  # one damping, one score
+    plain = rank([("h", 5)], neighbours, popularity, one)
+    damped = rank([("h", 5)], neighbours, popularity, dataclasses.replace(one, popularity_damping=0.3))
     assert [s.movie_id for s in plain][:2] == ["blockbuster", "niche"]
     assert [s.movie_id for s in damped][:2] == ["niche", "blockbuster"]
     assert damped[0].score == pytest.approx(0.6 / 4**0.3)

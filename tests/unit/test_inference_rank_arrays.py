@@ -52,6 +52,12 @@ def cases(draw):
         popularity_damping=draw(st.sampled_from([0.0, 0.0, 0.1, -0.25])),
         rating_weights=draw(st.sampled_from([(-1.0, -0.5, 0.2, 0.7, 1.0), (0.2, 0.3, 0.5, 0.8, 1.0)])),
         similarity_exponent=draw(st.sampled_from([1.0, 1.0, 2.0, 0.5])),
+        damping_slope=draw(st.sampled_from([0.0, 0.0, 0.5, 4.0])),
+        damping_center=draw(st.sampled_from([0.6, 0.2])),
+        tail_slots=draw(st.sampled_from([0, 0, 1, 3, 25])),
+        tail_damping=draw(st.sampled_from([0.0, 0.3, -0.25])),
+        tail_damping_slope=draw(st.sampled_from([0.0, 4.0])),
+        tail_recency_decay=draw(st.sampled_from([0.5, 1.0])),
     )
     return history, lists, popular, exclude, config
 
@@ -162,9 +168,10 @@ def test_few_pairs_go_to_the_reference_and_many_to_the_arrays(monkeypatch) -> No
     monkeypatch.setattr(ranking, "rank", lambda *a, **k: calls.append(1) or reference(*a, **k))
     table = IdTable()
     lists = {"a": NeighbourList([("x", 0.5), ("y", 0.4)], table), "b": NeighbourList([("z", 0.3)], table)}
-    rank_arrays([("a", 5)], lists, [], RankConfig())
+    one = RankConfig(tail_slots=0)  # one pass (the tail slots rank twice)
+    rank_arrays([("a", 5)], lists, [], one)
     assert calls == [1]
-    rank_arrays([("a", 5), ("b", 4)], lists, [], RankConfig())
+    rank_arrays([("a", 5), ("b", 4)], lists, [], one)
     assert calls == [1]
 
 

@@ -10,8 +10,10 @@ import pytest
 from inference.config import RankConfig
 from inference.ranking import Scored, normalize_popularity, rank
 
-CONFIG = RankConfig(rating_weights=(-1.0, -0.5, 0.2, 0.7, 1.0), popularity_damping=0.0)
-"""Ratings of 1-2 push away (negative weights, the former defaults) and no damping: the semantics under test."""
+CONFIG = RankConfig(rating_weights=(-1.0, -0.5, 0.2, 0.7, 1.0), popularity_damping=0.0, damping_slope=0.0,
+                    tail_slots=0)
+"""Ratings of 1-2 push away (negative weights, the former defaults), no damping and one score (no tail slots):
+the semantics under test."""
 POPULAR = [("pop1", 500), ("pop2", 400), ("pop3", 300), ("pop4", 200), ("pop5", 100)]
 
 
@@ -204,7 +206,7 @@ def test_damping_sees_viewer_counts_whether_or_not_the_popular_list_was_normaliz
 def test_negative_damping_lifts_the_more_watched_of_two_equally_close_movies() -> None:
     neighbours = {"h": [("niche", 0.5), ("known", 0.5)]}
     popularity = [("known", 99), ("niche", 3)]
-    config = RankConfig(popularity_weight=0.0, popularity_damping=-0.25)
+    config = RankConfig(popularity_weight=0.0, popularity_damping=-0.25, damping_slope=0.0, tail_slots=0)
     out = rank([("h", 5)], neighbours, popularity, config)
     assert ids(out) == ["known", "niche"]
     assert math.isclose(out[0].score, 0.5 * 100 ** 0.25) and math.isclose(out[1].score, 0.5 * 4 ** 0.25)
@@ -216,3 +218,43 @@ def test_similarity_exponent_favours_one_close_neighbour_over_two_loose_ones() -
     assert ids(rank([("a", 5), ("b", 5)], neighbours, {}, config)) == ["loose", "close"]
     sharp = dataclasses.replace(config, similarity_exponent=3.0)
     assert ids(rank([("a", 5), ("b", 5)], neighbours, {}, sharp)) == ["close", "loose"]
+
+
+def test_personal_damping_gives_a_mainstream_history_the_popular_movie_and_a_niche_one_the_tail() -> None:
+    """damping_slope: the same neighbour lists rank the blockbuster first for a user whose history is
+    popular and the niche movie first for a user whose history is in the tail (RankConfig.damping_slope)."""
+    popularity = [("blockbuster", 5000), ("hit1", 4000), ("hit2", 3000), ("niche", 3), ("rare1", 1), ("rare2", 1)]
+    neighbours = {m: [("blockbuster", 0.5), ("niche", 0.5)] for m in ("hit1", "hit2", "rare1", "rare2")}
+    config = RankConfig(popularity_weight=0.0, popularity_damping=0.0, damping_slope=2.0, damping_center=0.5,
+                        tail_slots=0)
+    mainstream = rank([("hit1", 5), ("hit2", 5)], neighbours, popularity, config)
+    niche = rank([("rare1", 5), ("rare2", 5)], neighbours, popularity, config)
+    assert ids(mainstream)[:2] == ["blockbuster", "niche"] and ids(niche)[:2] == ["niche", "blockbuster"]
+    flat = dataclasses.replace(config, damping_slope=0.0)  # no slope: both get the same order (a tie: by popularity)
+    assert ids(rank([("rare1", 5), ("rare2", 5)], neighbours, popularity, flat))[:2] == ["blockbuster", "niche"]
+
+
+def test_tail_slots_keep_the_head_and_fill_the_last_places_from_the_tail_score() -> None:
+    """tail_slots: the first n - t places are the one-score list; the last t are the best movies not yet
+    listed by the tail config's score (here a damping that favours the least watched)."""
+    popular = [(f"p{i}", 1000 - 100 * i) for i in range(5)] + [("t1", 2), ("t2", 1)]
+    neighbours = {"h": [("p1", 0.9), ("p2", 0.8), ("p3", 0.7), ("t1", 0.3), ("t2", 0.25)]}
+    single = RankConfig(n_results=4, popularity_weight=0.0, popularity_damping=0.0, damping_slope=0.0,
+                        tail_slots=0)
+    mixed = dataclasses.replace(single, tail_slots=2, tail_damping=1.0, tail_damping_slope=0.0)
+    head = rank([("h", 5)], neighbours, popular, single)
+    out = rank([("h", 5)], neighbours, popular, mixed)
+    assert ids(head) == ["p1", "p2", "p3", "t1"]
+    assert ids(out) == ["p1", "p2", "t2", "t1"]  # t2: 0.25 / 2 beats t1: 0.3 / 3 under the tail damping
+    assert out[2].because == "h"
+
+
+def test_a_version_recorded_before_the_switches_is_ranked_with_them_off() -> None:
+    """RankConfig.from_record: an old record (no damping_slope, no tail_slots) keeps one score and one
+    damping whatever the defaults are; a record naming them keeps its values; no record: the defaults."""
+    base = RankConfig(damping_slope=0.5, tail_slots=3)
+    old = RankConfig.from_record({"popularity_damping": -0.25}, base)
+    assert (old.damping_slope, old.tail_slots, old.popularity_damping) == (0.0, 0, -0.25)
+    new = RankConfig.from_record({"damping_slope": 0.5, "tail_slots": 3}, base)
+    assert (new.damping_slope, new.tail_slots) == (0.5, 3)
+    assert RankConfig.from_record(None, base) == base
