@@ -42,7 +42,6 @@ arrays made once per popular list and table). The service serves `rank_arrays`.
 
 from __future__ import annotations
 
-import functools
 import heapq
 import itertools
 import math
@@ -239,32 +238,35 @@ def rank_arrays(
     Lists over several tables (a cache dropped in the middle of a request) are ranked by the reference.
     `reasons=False` leaves every `because` None (the plain-text answer does not show them).
 
-    Python touches each history movie once (its weight) and the few movies that can make the list; the
+    Python touches each history movie once (its weights) and the few movies that can make the list; the
     pairs, the exclusion and the popular list are a fixed number of NumPy calls over arrays indexed by the
-    table (the popular list's arrays made once per popular list and table: `_PopularView`)."""
-    if config.tail_slots:  # RankConfig.tail_slots: two single-score passes merged by `with_tail`
-        return with_tail(functools.partial(rank_arrays, reasons=reasons), history, lists, popularity, config,
-                         exclude)
+    table (the popular list's arrays made once per popular list and table: `_PopularView`). With tail slots
+    the head's and the tail's scores share everything but their weights, affinity and top (`with_tail`'s
+    list, in one pass over the pairs)."""
+    passes = _passes(config)
     history_seen: dict[str, float | None] = {}
     for movie_id, rating in history:
         history_seen.setdefault(movie_id, rating)
     pop = normalize_popularity(popularity)
-    weight_of, decay = _weights(config)
+    weight_of, _ = _weights(config)
+    decays = [_weights(c)[1] for c in passes]
     sources: list[str] = []
-    weights: list[float] = []
+    weights: list[list[float]] = [[] for _ in passes]
     parts: list[Any] = []
     get = lists.get
     for position, (source, rating) in enumerate(history_seen.items()):
         found = get(source)
         if found is None or not len(found.indices):
             continue
-        weight = weight_of(rating) * (decay[position] if position < len(decay) else
-                                      config.recency_decay**position)
-        if weight == 0:
+        base = weight_of(rating)
+        each = [base * (decay[position] if position < len(decay) else c.recency_decay**position)
+                for c, decay in zip(passes, decays, strict=True)]
+        if not any(each):  # a zero weight in one pass only adds zeros there: the same as absent
             continue
         sources.append(source)
-        weights.append(weight)
         parts.append(found)
+        for held, weight in zip(weights, each, strict=True):
+            held.append(weight)
     if not parts:
         return rank(history, {}, pop, config, exclude)
     table = parts[0].table
@@ -274,37 +276,58 @@ def rank_arrays(
         # several tables (a cache dropped in the middle of a request): only the reference can rank them
         found_reasons = rank(history, lists, popularity, config, exclude)
         return found_reasons if reasons else [s._replace(because=None) for s in found_reasons]
-    damping = user_damping(history_seen, pop, config)  # per user (RankConfig.damping_slope)
-    damped = config.popularity_damping or config.damping_slope
+    damped = any(c.popularity_damping or c.damping_slope for c in passes)
     view = _PopularView.of(table, pop, viewer_counts(popularity) if damped else _NO_COUNTS)
     ids, index, size = table.ids, table.index, view.size  # every index in these lists is below size
 
     # The pairs in the reference's order (history position, then list order), so the sums match it.
     candidates = np.concatenate([p.indices for p in parts])
     similarities = np.concatenate([p.similarities for p in parts]).astype(np.float64)
-    contributions = np.repeat(weights, lengths) * (
-        similarities if config.similarity_exponent == 1.0
-        else np.copysign(np.abs(similarities) ** config.similarity_exponent, similarities))
-    if similarities.min() < config.min_similarity:  # as if absent: adds nothing, names no reason
-        contributions[similarities < config.min_similarity] = 0.0
+    powered = similarities if config.similarity_exponent == 1.0 else \
+        np.copysign(np.abs(similarities) ** config.similarity_exponent, similarities)
+    below = similarities < config.min_similarity if similarities.min() < config.min_similarity else None
     # Slot `size` stands for every id the table lacks. Seen movies (the history's and `exclude`, the whole
-    # history) get NaN: it is neither > 0 (scored) nor >= 0 (filled from the popular list). `exclude` is
+    # history) get NaN affinity: neither > 0 (scored) nor >= 0 (filled from the popular list). `exclude` is
     # matched from its smaller side: its ids looked up in the table, or the ids of the candidates and the
     # popular list looked up in it, in C (map), never in a Python loop.
-    affinity = np.bincount(candidates, weights=contributions, minlength=size + 1)
     if not exclude or len(exclude) <= len(candidates) + len(view.order):
-        seen = itertools.chain(history_seen, exclude)
-        affinity[np.fromiter(map(index.get, seen, itertools.repeat(size)), dtype=np.intp,
-                             count=len(history_seen) + len(exclude))] = np.nan
+        seen = np.fromiter(map(index.get, itertools.chain(history_seen, exclude), itertools.repeat(size)),
+                           dtype=np.intp, count=len(history_seen) + len(exclude))
     else:
-        affinity[np.fromiter(map(index.get, history_seen, itertools.repeat(size)), dtype=np.intp,
-                             count=len(history_seen))] = np.nan
         check = np.unique(np.concatenate([candidates, view.order]))
-        affinity[check[np.fromiter(map(exclude.__contains__, map(ids.__getitem__, check.tolist())),
-                                   dtype=bool, count=len(check))]] = np.nan
+        seen = np.concatenate([
+            np.fromiter(map(index.get, history_seen, itertools.repeat(size)), dtype=np.intp, count=len(history_seen)),
+            check[np.fromiter(map(exclude.__contains__, map(ids.__getitem__, check.tolist())), dtype=bool,
+                              count=len(check))]])
 
-    # Personalized scores of the positive-affinity candidates; only those at or above the n-th best
-    # score can make the list (ties kept).
+    tops = []
+    for c, held in zip(passes, weights, strict=True):
+        contributions = np.repeat(held, lengths) * powered
+        if below is not None:  # as if absent: adds nothing, names no reason
+            contributions[below] = 0.0
+        affinity = np.bincount(candidates, weights=contributions, minlength=size + 1)
+        affinity[seen] = np.nan
+        tops.append((_top(affinity, view, user_damping(history_seen, pop, c), c, ids), contributions))
+    if len(tops) == 1:
+        lists_of = [tops[0]]
+    else:  # `with_tail`: the head's first n - tail_slots, then the tail's best not listed yet
+        head = tops[0][0][:max(config.n_results - config.tail_slots, 0)]
+        listed = {m for _, _, m in head}
+        tail = [t for t in tops[1][0] if t[2] not in listed][:config.n_results - len(head)]
+        lists_of = [(head, tops[0][1]), (tail, tops[1][1])]
+    out: list[Scored] = []
+    for ranked, contributions in lists_of:
+        because = _reasons(ranked, ids, index, size, candidates, contributions, lengths, sources) if reasons \
+            else {}
+        out.extend(Scored(movie_id, -negative, because.get(movie_id)) for negative, _, movie_id in ranked)
+    return out
+
+
+def _top(affinity: np.ndarray, view: _PopularView, damping: float, config: RankConfig,
+         ids: Sequence[str]) -> list[tuple[float, float, str]]:
+    """The first `config.n_results` (-score, -popularity, id) of one score: the positive-affinity movies
+    damped by `damping` plus the popular movies that fill (as `rank`), sorted."""
+    # Only the positive candidates at or above the n-th best score can make the list (ties kept).
     n = config.n_results
     positive = np.flatnonzero(affinity > 0)
     scores: np.ndarray = affinity[positive]
@@ -317,7 +340,6 @@ def rank_arrays(
         positive, scores, values = positive[chosen], scores[chosen], values[chosen]
     order = [(-score, -value, ids[i]) for i, score, value in zip(positive.tolist(), scores.tolist(),
                                                                   values.tolist(), strict=True)]
-
     # Popular movies in order (as in `rank`): each unseen one without a negative affinity counts towards
     # n, and those without a positive one score by popularity alone.
     weight = config.popularity_weight
@@ -333,9 +355,25 @@ def rank_arrays(
             order.append((-weight * value, -value, view.ordered_ids[j]))
         if weight >= 0 and taken >= n:
             break
-    ranked = sorted(order)[:n]
-    because = _reasons(ranked, ids, index, size, candidates, contributions, lengths, sources) if reasons else {}
-    return [Scored(movie_id, -negative, because.get(movie_id)) for negative, _, movie_id in ranked]
+    return sorted(order)[:n]
+
+
+def _passes(config: RankConfig) -> list[RankConfig]:
+    """The one-score configs `config` ranks with: itself, or with tail slots the head's (`tail_slots` 0)
+    and `tail_config()`; made once per config object (a served model holds one)."""
+    if not config.tail_slots:
+        return [config]
+    held = _PASSES.get(id(config))
+    if held is not None and held[0] is config:
+        return held[1]
+    made = [replace(config, tail_slots=0), config.tail_config()]
+    if len(_PASSES) >= 16:
+        _PASSES.clear()
+    _PASSES[id(config)] = (config, made)
+    return made
+
+
+_PASSES: dict[int, tuple[RankConfig, list[RankConfig]]] = {}
 
 
 def _reasons(ranked: Sequence[tuple[float, float, str]], ids: Sequence[str], index: Mapping[str, int], size: int,

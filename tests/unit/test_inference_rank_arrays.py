@@ -190,3 +190,18 @@ def test_the_popular_arrays_count_in_the_cache_bytes_and_at_most_two_lists_are_h
         held.append(cache.nbytes)
     assert len(cache.table.memo) <= 2
     assert held[0] > before
+
+
+def test_a_tail_slot_names_the_source_of_its_own_score() -> None:
+    """The head and the tail weigh the history with their own recency: a movie listed by the tail names
+    the source that contributes most to the tail's score, not to the head's."""
+    table = IdTable()
+    lists = {"new": NeighbourList([("t", 0.5)], table), "old": NeighbourList([("t", 0.6)], table)}
+    history = [("new", 5), ("old", 5)]
+    config = RankConfig(n_results=1, tail_slots=1, recency_decay=1.0, tail_recency_decay=0.1,
+                        popularity_damping=0.0, damping_slope=0.0, tail_damping=0.0, tail_damping_slope=0.0)
+    out = rank_arrays(history, lists, [], config)
+    assert [(s.movie_id, s.because) for s in out] == [("t", "new")]
+    assert_same(out, rank(history, lists, [], config))
+    head_only = RankConfig(n_results=1, tail_slots=0, recency_decay=1.0, popularity_damping=0.0, damping_slope=0.0)
+    assert rank_arrays(history, lists, [], head_only)[0].because == "old"
