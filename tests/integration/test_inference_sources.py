@@ -21,6 +21,31 @@ def t(minutes: int) -> datetime:
     return datetime(2024, 1, 1) + timedelta(minutes=minutes)
 
 
+def stored_histories(engine: Engine, rng: random.Random, movies: int, users: int, most: int,
+                     watched_below: float, rated_above: float, watch_minutes: int,
+                     rate_minutes: int) -> dict[int, list[tuple[str, int | None]]]:
+    """Random histories written to the store; returns each user's whole history (plus one unknown user),
+    newest first, by `queries.user_history`. Users 1..`users` get 0..`most` of `movies` movies: a movie is
+    watched when a draw is below `watched_below`, rated when above `rated_above` (both, or rated only), at
+    one of few minutes (so ties are common)."""
+    catalog = [f"movie+{i}+2000" for i in range(movies)]
+    watches, ratings = [], []
+    for user in range(1, users + 1):
+        for movie in rng.sample(catalog, rng.randint(0, most)):
+            kind = rng.random()
+            if kind < watched_below:
+                watches.append({"user_id": user, "movie_id": movie, "minute": 1,
+                                "ts": t(rng.randint(0, watch_minutes))})
+            if kind > rated_above:
+                ratings.append({"user_id": user, "movie_id": movie, "rating": rng.randint(1, 5),
+                                "ts": t(rng.randint(0, rate_minutes))})
+    with engine.begin() as conn:
+        queries.upsert_watches(conn, watches)
+        queries.upsert_ratings(conn, ratings)
+        return {u: [(h.movie_id, h.rating) for h in queries.user_history(conn, u, limit=10_000)]
+                for u in range(1, users + 2)}
+
+
 @pytest.fixture
 def source(store_engine: Engine):
     with store_engine.begin() as conn:
@@ -129,23 +154,8 @@ def test_no_transaction_stays_open_between_reads(source, store_engine):
 def test_the_newest_rows_equal_the_whole_ordered_history_on_random_histories(store_engine):
     """Users of 0 to 200 movies, watched, rated or both, on few distinct times (so ties are common): the
     bounded read of the newest 10 equals the first 10 of the whole history sorted, for every user."""
-    rng = random.Random(17)
-    movies = [f"movie+{i}+2000" for i in range(300)]
-    watches, ratings = [], []
-    for user in range(1, 41):
-        chosen = rng.sample(movies, rng.randint(0, 200))
-        for movie in chosen:
-            kind = rng.random()
-            if kind < 0.8:
-                watches.append({"user_id": user, "movie_id": movie, "minute": 1, "ts": t(rng.randint(0, 30))})
-            if kind > 0.5:
-                ratings.append({"user_id": user, "movie_id": movie, "rating": rng.randint(1, 5),
-                                "ts": t(rng.randint(0, 30))})
-    with store_engine.begin() as conn:
-        queries.upsert_watches(conn, watches)
-        queries.upsert_ratings(conn, ratings)
-        expected = {u: [(h.movie_id, h.rating) for h in queries.user_history(conn, u, limit=10_000)]
-                    for u in range(1, 42)}
+    expected = stored_histories(store_engine, random.Random(17), movies=300, users=40, most=200, watched_below=0.8,
+                                      rated_above=0.5, watch_minutes=30, rate_minutes=30)
     src = SqlHistorySource(store_engine.url.render_as_string(hide_password=False))
     try:
         for user, whole in expected.items():
@@ -158,22 +168,8 @@ def test_both_forms_of_the_statement_give_the_whole_ordered_history_on_random_hi
     """The join form (SQLite's) and the primary-key lookup form (the servers') on this dialect: the newest
     rows with their ratings, ties by id, and every id, for users watching, rating or both, some rated
     movies unwatched and rated after the newest watches."""
-    rng = random.Random(23)
-    movies = [f"movie+{i}+2000" for i in range(120)]
-    watches, ratings = [], []
-    for user in range(1, 31):
-        for movie in rng.sample(movies, rng.randint(0, 90)):
-            kind = rng.random()
-            if kind < 0.7:
-                watches.append({"user_id": user, "movie_id": movie, "minute": 1, "ts": t(rng.randint(0, 20))})
-            if kind > 0.4:
-                ratings.append({"user_id": user, "movie_id": movie, "rating": rng.randint(1, 5),
-                                "ts": t(rng.randint(0, 25))})
-    with store_engine.begin() as conn:
-        queries.upsert_watches(conn, watches)
-        queries.upsert_ratings(conn, ratings)
-        expected = {u: [(h.movie_id, h.rating) for h in queries.user_history(conn, u, limit=10_000)]
-                    for u in range(1, 32)}
+    expected = stored_histories(store_engine, random.Random(23), movies=120, users=30, most=90, watched_below=0.7,
+                                      rated_above=0.4, watch_minutes=20, rate_minutes=25)
     raw = store_engine.raw_connection()
     try:
         cursor = raw.cursor()
