@@ -47,12 +47,13 @@ import itertools
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
 from inference.config import RankConfig
 
+T = TypeVar("T")
 History = Sequence[tuple[str, float | None]]
 Neighbours = Mapping[str, Sequence[tuple[str, float]]]
 Popularity = Mapping[str, float] | Sequence[str] | Sequence[tuple[str, float]]
@@ -153,14 +154,38 @@ def user_damping(history: Iterable[str], pop: Mapping[str, float], config: RankC
 def with_tail(ranker: Any, history: History, neighbours: Any, popularity: Popularity, config: RankConfig,
               exclude: Collection[str] = ()) -> list[Scored]:
     """`ranker`'s list with its last `config.tail_slots` places taken from the tail ranking (see the module
-    docstring): two calls of `ranker` with `tail_slots` = 0, the head's order kept, duplicates skipped."""
-    head_config = replace(config, tail_slots=0)
-    keep = max(config.n_results - config.tail_slots, 0)
-    head = ranker(history, neighbours, popularity, head_config, exclude)[:keep]
-    listed = {s.movie_id for s in head}
-    tail = [s for s in ranker(history, neighbours, popularity, config.tail_config(), exclude)
-            if s.movie_id not in listed]
-    return head + tail[: config.n_results - len(head)]
+    docstring): `ranker` called with each of `passes(config)`, merged by `merge_tail`."""
+    head_config, tail_config = passes(config)
+    head = ranker(history, neighbours, popularity, head_config, exclude)
+    tail = ranker(history, neighbours, popularity, tail_config, exclude)
+    return [s for part in merge_tail(head, tail, config, lambda s: s.movie_id) for s in part]
+
+
+def merge_tail(head: Sequence[T], tail: Sequence[T], config: RankConfig,
+               movie_of: Callable[[T], str]) -> tuple[list[T], list[T]]:
+    """The tail slots' rule, for `rank` and `rank_arrays` alike: the head's first n - tail_slots, then the
+    tail's best not listed yet, up to n in all."""
+    kept = list(head[:max(config.n_results - config.tail_slots, 0)])
+    listed = {movie_of(x) for x in kept}
+    return kept, [x for x in tail if movie_of(x) not in listed][:config.n_results - len(kept)]
+
+
+def passes(config: RankConfig) -> list[RankConfig]:
+    """The one-score configs `config` ranks with: itself, or with tail slots the head's (`tail_slots` 0)
+    and `tail_config()`; made once per config object (a served model holds one)."""
+    if not config.tail_slots:
+        return [config]
+    held = _PASSES.get(id(config))
+    if held is not None and held[0] is config:
+        return held[1]
+    made = [replace(config, tail_slots=0), config.tail_config()]
+    if len(_PASSES) >= 16:
+        _PASSES.clear()
+    _PASSES[id(config)] = (config, made)
+    return made
+
+
+_PASSES: dict[int, tuple[RankConfig, list[RankConfig]]] = {}
 
 
 def rank(
@@ -243,15 +268,15 @@ def rank_arrays(
     table (the popular list's arrays made once per popular list and table: `_PopularView`). With tail slots
     the head's and the tail's scores share everything but their weights, affinity and top (`with_tail`'s
     list, in one pass over the pairs)."""
-    passes = _passes(config)
+    configs = passes(config)
     history_seen: dict[str, float | None] = {}
     for movie_id, rating in history:
         history_seen.setdefault(movie_id, rating)
     pop = normalize_popularity(popularity)
     weight_of, _ = _weights(config)
-    decays = [_weights(c)[1] for c in passes]
+    decays = [_weights(c)[1] for c in configs]
     sources: list[str] = []
-    weights: list[list[float]] = [[] for _ in passes]
+    weights: list[list[float]] = [[] for _ in configs]
     parts: list[Any] = []
     get = lists.get
     for position, (source, rating) in enumerate(history_seen.items()):
@@ -260,7 +285,7 @@ def rank_arrays(
             continue
         base = weight_of(rating)
         each = [base * (decay[position] if position < len(decay) else c.recency_decay**position)
-                for c, decay in zip(passes, decays, strict=True)]
+                for c, decay in zip(configs, decays, strict=True)]
         if not any(each):  # a zero weight in one pass only adds zeros there: the same as absent
             continue
         sources.append(source)
@@ -276,7 +301,7 @@ def rank_arrays(
         # several tables (a cache dropped in the middle of a request): only the reference can rank them
         found_reasons = rank(history, lists, popularity, config, exclude)
         return found_reasons if reasons else [s._replace(because=None) for s in found_reasons]
-    damped = any(c.popularity_damping or c.damping_slope for c in passes)
+    damped = any(c.popularity_damping or c.damping_slope for c in configs)
     view = _PopularView.of(table, pop, viewer_counts(popularity) if damped else _NO_COUNTS)
     ids, index, size = table.ids, table.index, view.size  # every index in these lists is below size
 
@@ -301,22 +326,18 @@ def rank_arrays(
                               count=len(check))]])
 
     tops = []
-    for c, held in zip(passes, weights, strict=True):
+    for c, held in zip(configs, weights, strict=True):
         contributions = np.repeat(held, lengths) * powered
         if below is not None:  # as if absent: adds nothing, names no reason
             contributions[below] = 0.0
         affinity = np.bincount(candidates, weights=contributions, minlength=size + 1)
         affinity[seen] = np.nan
         tops.append((_top(affinity, view, user_damping(history_seen, pop, c), c, ids), contributions))
-    if len(tops) == 1:
-        lists_of = [tops[0]]
-    else:  # `with_tail`: the head's first n - tail_slots, then the tail's best not listed yet
-        head = tops[0][0][:max(config.n_results - config.tail_slots, 0)]
-        listed = {m for _, _, m in head}
-        tail = [t for t in tops[1][0] if t[2] not in listed][:config.n_results - len(head)]
-        lists_of = [(head, tops[0][1]), (tail, tops[1][1])]
+    if len(tops) == 2:  # the tail slots, as `with_tail`
+        merged = merge_tail(tops[0][0], tops[1][0], config, lambda t: t[2])
+        tops = [(merged[0], tops[0][1]), (merged[1], tops[1][1])]
     out: list[Scored] = []
-    for ranked, contributions in lists_of:
+    for ranked, contributions in tops:
         because = _reasons(ranked, ids, index, size, candidates, contributions, lengths, sources) if reasons \
             else {}
         out.extend(Scored(movie_id, -negative, because.get(movie_id)) for negative, _, movie_id in ranked)
@@ -356,24 +377,6 @@ def _top(affinity: np.ndarray, view: _PopularView, damping: float, config: RankC
         if weight >= 0 and taken >= n:
             break
     return sorted(order)[:n]
-
-
-def _passes(config: RankConfig) -> list[RankConfig]:
-    """The one-score configs `config` ranks with: itself, or with tail slots the head's (`tail_slots` 0)
-    and `tail_config()`; made once per config object (a served model holds one)."""
-    if not config.tail_slots:
-        return [config]
-    held = _PASSES.get(id(config))
-    if held is not None and held[0] is config:
-        return held[1]
-    made = [replace(config, tail_slots=0), config.tail_config()]
-    if len(_PASSES) >= 16:
-        _PASSES.clear()
-    _PASSES[id(config)] = (config, made)
-    return made
-
-
-_PASSES: dict[int, tuple[RankConfig, list[RankConfig]]] = {}
 
 
 def _reasons(ranked: Sequence[tuple[float, float, str]], ids: Sequence[str], index: Mapping[str, int], size: int,
