@@ -32,12 +32,16 @@ class Clock:
         self.head: tuple[int, str] = (-1, "")
         """(second, its text): one reference, so a thread never pairs one second with another's text."""
 
-    def ts(self, now: float) -> str:
-        second = int(now)
+    def seconds(self, second: int) -> str:
+        """`second` (since the epoch) as TS_FORMAT's UTC text, formatted once per second."""
         head = self.head
         if second != head[0]:
             head = self.head = (second, time.strftime(TS_FORMAT, time.gmtime(second)))
-        return f"{head[1]}.{int((now - second) * 1000):03d}Z"
+        return head[1]
+
+    def ts(self, now: float) -> str:
+        second = int(now)
+        return f"{self.seconds(second)}.{int((now - second) * 1000):03d}Z"
 
 
 def format_ts(created: float) -> str:

@@ -17,27 +17,23 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
-"""The lines' encoder, built once (json.dumps with separators builds one per call)."""
+from core.logs import Clock, dumps
 
 
 class UtcMicros:
     """`ts` as `datetime.now(UTC).isoformat(timespec="microseconds")` writes it
-    (`2026-12-03T18:22:00.123456+00:00`), from integer nanoseconds, with the date and time of day
-    formatted once per second: a datetime and its isoformat per answer cost more than the rest of the line
-    but its JSON encoding."""
+    (`2026-12-03T18:22:00.123456+00:00`), from integer nanoseconds, the date and time of day from the log
+    lines' per-second `core.logs.Clock`: a datetime and its isoformat per answer cost more than the rest of
+    the line but its JSON encoding."""
 
     def __init__(self, clock_ns: Callable[[], int] = time.time_ns) -> None:
         self._clock_ns = clock_ns
-        self._head: tuple[int, str] = (-1, "")  # (second, its text): one reference, so threads never mix them
+        self._seconds = Clock()
 
     def now(self) -> str:
         """The current time as an ISO string in UTC with microseconds."""
         second, fraction = divmod(self._clock_ns() // 1000, 1_000_000)
-        head = self._head
-        if head[0] != second:
-            head = self._head = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-        return f"{head[1]}.{fraction:06d}+00:00"
+        return f"{self._seconds.seconds(second)}.{fraction:06d}+00:00"
 
 
 class ProvenanceLog:
@@ -67,7 +63,7 @@ class ProvenanceLog:
                "kind": kind, "ids": ids if isinstance(ids, list) else list(ids)}
         if experiment is not None:
             doc["experiment"], doc["arm"] = experiment, arm
-        data = (_ENCODER.encode(doc) + "\n").encode("utf-8")
+        data = (dumps(doc) + "\n").encode("utf-8")
         try:
             with self._lock:
                 os.write(self._open(), data)
