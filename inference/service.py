@@ -19,7 +19,7 @@ from inference.config import RankConfig, ServiceSettings
 from inference.health import DependencyState, Health, classify, describe
 from inference.metrics import ServiceMetrics
 from inference.popular import PopularList
-from inference.ranking import NormalizedPopularity, Scored, normalize_popularity, rank, rank_arrays
+from inference.ranking import NormalizedPopularity, Scored, normalize_popularity, rank_arrays, rank_popular
 from inference.sources import HistorySource, VectorSource, open_version_store
 from inference.versions import (
     UNVERSIONED,
@@ -227,7 +227,7 @@ class Recommender:
     def _popular_answer(self, model: ServedModel, popular: NormalizedPopularity,
                         history: list[tuple[str, float | None]], seen: frozenset[str], kind: str,
                         reason: str | None) -> Outcome:
-        return Outcome(rank(history, {}, popular, model.rank, exclude=seen), kind, reason, model.name)
+        return Outcome(rank_popular(history, popular, model.rank, exclude=seen), kind, reason, model.name)
 
     def recommend(self, user_id: int, reasons: bool = True) -> Outcome:
         """Recommendations for one user; a failing dependency gives the popular list instead. In an

@@ -205,3 +205,24 @@ def test_a_tail_slot_names_the_source_of_its_own_score() -> None:
     assert_same(out, rank(history, lists, [], config))
     head_only = RankConfig(n_results=1, tail_slots=0, recency_decay=1.0, popularity_damping=0.0, damping_slope=0.0)
     assert rank_arrays(history, lists, [], head_only)[0].because == "old"
+
+
+@settings(max_examples=400, deadline=None)
+@given(cases(), st.booleans())
+def test_the_popular_answer_equals_the_reference_without_neighbours(case, normalized_first) -> None:
+    """A user without neighbour lists (new, no vectors, a failing store) gets `rank`'s list with no
+    neighbours: the same ids, order and scores, ties and tail slots included."""
+    history, _, popular, exclude, config = case
+    popularity = normalize_popularity(popular) if normalized_first else popular
+    reference = rank(history, {}, popularity, config, exclude=exclude)
+    assert_same(ranking.rank_popular(history, popularity, config, exclude=exclude), reference)
+    assert rank_arrays(history, {}, popularity, config, exclude=exclude) == reference
+
+
+def test_the_popular_answer_skips_every_seen_movie_and_stops_at_n() -> None:
+    popular = [(f"p{i}", 100 - i) for i in range(30)]
+    config = RankConfig(n_results=5, tail_slots=2)
+    out = ranking.rank_popular([("p0", 5), ("p2", None)], popular, config, exclude={"p1", "p4"})
+    assert [s.movie_id for s in out] == ["p3", "p5", "p6", "p7", "p8"]
+    assert all(s.because is None for s in out)
+    assert [s.score for s in out] == sorted((s.score for s in out), reverse=True)
