@@ -145,10 +145,20 @@ def user_damping(history: Iterable[str], pop: Mapping[str, float], config: RankC
     """The user's damping exponent: `config.popularity_damping` moved by `config.damping_slope` times how
     far the history's mean popularity_norm (0 outside `pop`) lies below `config.damping_center`, so a
     long-tail history gets the tail and a mainstream one the popular end."""
-    if not config.damping_slope:
-        return config.popularity_damping
+    return damping_at(mean_popularity(history, pop) if config.damping_slope else None, config)
+
+
+def mean_popularity(history: Iterable[str], pop: Mapping[str, float]) -> float | None:
+    """The mean popularity_norm of the history movies (0 outside `pop`); None for an empty history."""
     values = [pop.get(m, 0.0) for m in history]
-    mean = sum(values) / len(values) if values else config.damping_center
+    return sum(values) / len(values) if values else None
+
+
+def damping_at(mean: float | None, config: RankConfig) -> float:
+    """`user_damping` of a history whose mean popularity is `mean` (None: empty, the center's damping),
+    so the head's and the tail's scores share one mean."""
+    if not config.damping_slope or mean is None:
+        return config.popularity_damping
     return config.popularity_damping + config.damping_slope * (config.damping_center - mean)
 
 
@@ -346,6 +356,7 @@ def rank_arrays(
             check[np.fromiter(map(exclude.__contains__, map(ids.__getitem__, check.tolist())), dtype=bool,
                               count=len(check))]])
 
+    mean = mean_popularity(history_seen, pop) if any(c.damping_slope for c in configs) else None
     tops = []
     for c, held in zip(configs, weights, strict=True):
         contributions = np.repeat(held, lengths) * powered
@@ -353,7 +364,7 @@ def rank_arrays(
             contributions[below] = 0.0
         affinity = np.bincount(candidates, weights=contributions, minlength=size + 1)
         affinity[seen] = np.nan
-        tops.append((_top(affinity, view, user_damping(history_seen, pop, c), c, ids), contributions))
+        tops.append((_top(affinity, view, damping_at(mean, c), c, ids), contributions))
     if len(tops) == 2:  # the tail slots, as `with_tail`
         merged = merge_tail(tops[0][0], tops[1][0], config, lambda t: t[2])
         tops = [(merged[0], tops[0][1]), (merged[1], tops[1][1])]
