@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     defaults = dataclasses.asdict(RankConfig())  # a full record: from_record switches nothing off
     variants = [Variant(v["name"], CollabConfig(**v.get("collab", {})),
                         RankConfig.from_record({**defaults, **v.get("rank", {})}),
-                        v.get("history_size", service.history_size), v.get("neighbours_k", service.neighbours_k),
+                        v.get("history_size", service.rank.history_size),
+                        v.get("neighbours_k", service.rank.neighbours_k),
                         v.get("popular_size", service.popular_size)) for v in specs]
     report: dict[str, Any] = {}
     with threadpool_limits(1, "blas"):

@@ -3,7 +3,8 @@
 The training role calls it to decide a promotion; `python -m evaluation offline` calls it to reproduce
 the active version's figures. Both therefore report the same numbers, from the same code as the service:
 neighbours through `inference.sources.BlendedVectors` over ChromaDB collections, `inference.ranking.rank`
-with the version's `RankConfig`, the service's history length, neighbour count and popular list size.
+with the version's `RankConfig` (its history length and neighbour count included) and the service's
+popular list size.
 
 Semantics (pure functions over plain data, the shell at the bottom):
 
@@ -256,25 +257,24 @@ def fetch_neighbours(source: Any, movie_ids: Sequence[str], k: int, chunk: int =
     return out
 
 
-def service_lists(split: TemporalSplit, source: Any, rank_config: Any, *, history_size: int, neighbours_k: int,
-                  popular_size: int, user_histories: Mapping[int, Sequence[tuple[str, int | None]]] | None = None,
+def service_lists(split: TemporalSplit, source: Any, rank_config: Any, *, popular_size: int,
+                  user_histories: Mapping[int, Sequence[tuple[str, int | None]]] | None = None,
                   seen: Mapping[int, set[str]] | None = None) -> dict[int, list[str]]:
-    """The service's answer to every scored user (its history length, neighbour count and popular list);
-    `user_histories` and `seen` replace the held-in ones (the cold-start probe)."""
+    """The service's answer to every scored user (the config's history length and neighbour count, the
+    service's popular list); `user_histories` and `seen` replace the held-in ones (the cold-start probe)."""
     if user_histories is None or seen is None:
-        user_histories, seen = histories(split.held_in, split.users, history_size)
+        user_histories, seen = histories(split.held_in, split.users, rank_config.history_size)
     popular_list = popular(split.held_in, popular_size)
     wanted = {m for h in user_histories.values() for m, _ in h}
-    neighbours = fetch_neighbours(source, sorted(wanted), neighbours_k)
+    neighbours = fetch_neighbours(source, sorted(wanted), rank_config.neighbours_k)
     return rank_lists(user_histories, seen, neighbours, popular_list, rank_config)
 
 
-def score_source(split: TemporalSplit, source: Any, rank_config: Any, *, history_size: int, neighbours_k: int,
-                 popular_size: int, store_movies: int) -> dict[str, Any]:
+def score_source(split: TemporalSplit, source: Any, rank_config: Any, *, popular_size: int,
+                 store_movies: int) -> dict[str, Any]:
     """Score one vector source + ranking config on the split, exactly as the service would answer."""
-    recs = service_lists(split, source, rank_config, history_size=history_size, neighbours_k=neighbours_k,
-                         popular_size=popular_size)
-    return score_lists(recs, split.held_out, store_movies)
+    return score_lists(service_lists(split, source, rank_config, popular_size=popular_size), split.held_out,
+                       store_movies)
 
 
 def score_most_popular(split: TemporalSplit, *, popular_size: int, store_movies: int) -> dict[str, Any]:
@@ -306,9 +306,7 @@ def score_recipe(split: TemporalSplit, recipe: Recipe, *, content: Any, make_col
                  store_movies: int) -> dict[str, Any]:
     """`fit_source`, then the service's lists scored on the split."""
     source = fit_source(split, recipe, content=content, make_collab=make_collab, fit=fit)
-    return score_source(split, source, recipe.rank, history_size=service.history_size,
-                        neighbours_k=service.neighbours_k, popular_size=service.popular_size,
-                        store_movies=store_movies)
+    return score_source(split, source, recipe.rank, popular_size=service.popular_size, store_movies=store_movies)
 
 
 def gate_report(events: Sequence[Event], config: GateConfig, until: datetime | None, candidate: Recipe,
@@ -324,9 +322,7 @@ def gate_report(events: Sequence[Event], config: GateConfig, until: datetime | N
     store_movies = len({e[1] for e in events if until is None or e[2] <= until})
     common = {"content": content, "service": service, "store_movies": store_movies}
     source = fit_source(split, candidate, content=content, make_collab=lambda: make_collab("candidate"), fit=fit)
-    sizes = {"history_size": service.history_size, "neighbours_k": service.neighbours_k,
-             "popular_size": service.popular_size}
-    ours_lists = service_lists(split, source, candidate.rank, **sizes)
+    ours_lists = service_lists(split, source, candidate.rank, popular_size=service.popular_size)
     ours = score_lists(ours_lists, split.held_out, store_movies)
     report: dict[str, Any] = {
         "candidate": ours,
@@ -352,7 +348,8 @@ def gate_report(events: Sequence[Event], config: GateConfig, until: datetime | N
             report["paired_test"] = {"against": best, **metrics.paired_rates(
                 per_user_hits(ours_lists, split.held_out), per_user_hits(lists[best], split.held_out))}
         report["cold_start"] = cold_start_report(split, ours_lists, lists, lambda h, s: service_lists(
-            split, source, candidate.rank, user_histories=h, seen=s, **sizes), service.popular_size)
+            split, source, candidate.rank, popular_size=service.popular_size, user_histories=h, seen=s),
+            service.popular_size)
     return report
 
 

@@ -310,9 +310,11 @@ class Inputs:
     """Each user's whole held-in history: never recommended, as in the service."""
 
 
-def read_inputs(built: Built, users: Sequence[int], service: Any) -> Inputs:
+def read_inputs(built: Built, users: Sequence[int], service: Any, rank: Any = None) -> Inputs:
     """Histories and popular list from the store; each history movie's neighbours from both collections,
-    fetched in batches exactly as the service does (`neighbours_k` per movie)."""
+    fetched in batches exactly as the service does: `rank`'s (default: the service's `RankConfig`)
+    history length and neighbours per movie, the service's popular list length and exclusion limit."""
+    rank = rank or service.rank
     from db_utils import queries
     from db_utils.engine import create
 
@@ -320,7 +322,7 @@ def read_inputs(built: Built, users: Sequence[int], service: Any) -> Inputs:
     with engine.connect() as conn:
         whole = {u: [(h.movie_id, h.rating) for h in queries.user_history(conn, u, limit=service.exclude_limit)]
                  for u in users}
-        histories = {u: h[:service.history_size] for u, h in whole.items()}
+        histories = {u: h[:rank.history_size] for u, h in whole.items()}
         popular = queries.popular_movies(conn, limit=service.popular_size)
     engine.dispose()
     movies = sorted({m for h in histories.values() for m, _ in h})
@@ -328,8 +330,8 @@ def read_inputs(built: Built, users: Sequence[int], service: Any) -> Inputs:
     collab: dict[str, list[tuple[str, float]]] = {}
     for start in range(0, len(movies), 500):
         chunk = movies[start:start + 500]
-        content.update(built.content.neighbours(chunk, service.neighbours_k))
-        collab.update(built.collab.neighbours(chunk, service.neighbours_k))
+        content.update(built.content.neighbours(chunk, rank.neighbours_k))
+        collab.update(built.collab.neighbours(chunk, rank.neighbours_k))
     return Inputs(histories, content, collab, popular, {u: {m for m, _ in h} for u, h in whole.items()})
 
 
@@ -411,7 +413,7 @@ def run_offline(config: OfflineConfig = OfflineConfig(), grid: Sequence[Any] = (
 
         started = time.perf_counter()
         users = sample_users(held.split.held_out, config.users, config.seed)
-        inputs = read_inputs(built, users, service)
+        inputs = read_inputs(built, users, service, rank_config if isinstance(rank_config, RankConfig) else None)
         engine = create(built.db_url)
         with engine.connect() as conn:
             data = interaction_matrix(queries.interaction_pairs(conn))
@@ -460,8 +462,7 @@ def run_offline(config: OfflineConfig = OfflineConfig(), grid: Sequence[Any] = (
         "held_in_lines": held.lines_in,
         "held_out_lines": held.lines_out,
         "rank_config": dataclasses.asdict(rank_config) if isinstance(rank_config, RankConfig) else str(rank_config),
-        "service": {"history_size": service.history_size, "neighbours_k": service.neighbours_k,
-                    "popular_size": service.popular_size},
+        "service": {"popular_size": service.popular_size, "exclude_limit": service.exclude_limit},
         "encoder_cache": {"hits": built.encoder_hits, "misses": built.encoder_misses},
         "timings": {k: round(v, 2) for k, v in timings.items()},
     })

@@ -1,9 +1,10 @@
 """Settings of the inference service, read once from the environment, with documented defaults.
 
 `RankConfig` holds every weight of the ranking in one place (the evaluation work tunes them; a model
-version records the one it is served with); `ServiceSettings` holds what the shell around it needs (port,
-cache sizes, TTLs, history length). Both are `core.settings.EnvSettings`: a bad value is a startup error
-naming the variable and the accepted form.
+version records the one it is served with, its history length and neighbour count included);
+`ServiceSettings` holds what the shell around it needs (port, cache sizes, TTLs, the popular list's
+length). Both are `core.settings.EnvSettings`: a bad value is a startup error naming the variable and the
+accepted form.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from typing import Any
 from core.settings import EnvSettings, env
 from embeddings.config import EmbeddingSettings
 
-SWITCHED_OFF: dict[str, Any] = {"damping_slope": 0.0, "tail_slots": 0}
-"""RankConfig fields added after versions were first recorded, with the value that turns each off."""
+UNRECORDED: dict[str, Any] = {"damping_slope": 0.0, "tail_slots": 0, "history_size": 50, "neighbours_k": 30}
+"""RankConfig fields added after versions were first recorded, with the value a version recorded without
+them was gated and is served with: the switches off, and the history length and neighbour count that
+were service settings then (their defaults)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,13 @@ class RankConfig(EnvSettings):
 
     n_results: int = env("RANK_N_RESULTS", 20, minimum=1)
     """How many ids a recommendation holds (the simulator's contract: up to 20)."""
+    history_size: int = env("RECOMMEND_HISTORY_SIZE", 50, minimum=1)
+    """The most recent N watched or rated movies the ranking reads (the whole history is excluded all the
+    same). Part of the ranking, so recorded with a version: the gate scores it and the service reads it
+    from the version it serves, whatever the serving process's environment says."""
+    neighbours_k: int = env("RECOMMEND_NEIGHBOURS_K", 30, minimum=1)
+    """Nearest neighbours fetched per history movie from each collection (30 on the temporal validation
+    split: +0.3 points of hit rate over 20, level with 50, docs/evaluation.md); recorded like history_size."""
     rating_weights: tuple[float, float, float, float, float] = env("RANK_RATING_WEIGHTS", (0.2, 0.3, 0.5, 0.8, 1.0))
     """Weight of a history movie rated 1, 2, 3, 4, 5: liked counts most, but a watched movie rated low
     still says what the user watches (the temporal validation split: (0.2, 0.3, 0.5, 0.8, 1) 18.3% hit rate
@@ -92,11 +102,11 @@ class RankConfig(EnvSettings):
     def from_record(cls, record: Mapping[str, Any] | None, base: RankConfig | None = None) -> RankConfig:
         """The config a model version recorded (`dataclasses.asdict` stored as JSON): unknown keys are
         ignored, unrecorded fields keep `base`'s values (default: the defaults), except the switches added
-        later (`SWITCHED_OFF`): a record without them was ranked with them off, and still is."""
+        later (`UNRECORDED`): a record without them was ranked with those values, and still is."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in (record or {}).items() if k in known}
         if values:  # a version recorded before a switch existed was served without it
-            values = {**{k: v for k, v in SWITCHED_OFF.items() if k not in values}, **values}
+            values = {**{k: v for k, v in UNRECORDED.items() if k not in values}, **values}
         if "rating_weights" in values:
             values["rating_weights"] = tuple(values["rating_weights"])
         return replace(base or cls(), **values)
@@ -122,8 +132,6 @@ class ServiceSettings(EnvSettings):
     """the port gunicorn binds."""
     host: str = env("HOST", "0.0.0.0")
     """the address gunicorn binds (tests and benchmarks use 127.0.0.1)."""
-    history_size: int = env("RECOMMEND_HISTORY_SIZE", 50, minimum=1)
-    """the most recent N watched or rated movies the ranking reads."""
     exclude_limit: int = env("RECOMMEND_EXCLUDE_LIMIT", 30_000, minimum=1)
     """the most watched and the most rated ids of one user read per request (in the
     same round trip as the ranked part, as one string each); none of them is ever recommended. The
@@ -136,9 +144,6 @@ class ServiceSettings(EnvSettings):
     provenance_log: str = env("PROVENANCE_LOG", "data/provenance.log", blank=True)
     """file receiving one JSON line per served answer (request id, user, version, ids)
     for `python -m training provenance`; '' turns it off."""
-    neighbours_k: int = env("RECOMMEND_NEIGHBOURS_K", 30, minimum=1)
-    """nearest neighbours fetched per history movie (30 on the temporal validation split: +0.3 points of
-    hit rate over 20, level with 50, docs/evaluation.md)."""
     neighbour_cache_size: int = env("NEIGHBOUR_CACHE_SIZE", 30_000, minimum=1)
     """per-movie neighbour lists kept in the LRU (a catalog of 27k fits)."""
     neighbour_cache_bytes: int = env("NEIGHBOUR_CACHE_BYTES", 64 * 1024 * 1024, minimum=1)

@@ -159,7 +159,7 @@ class Recommender:
 
     def _fetch(self, model: ServedModel, movie_ids: list[str]) -> dict[str, NeighbourList]:
         """One batched neighbour query for these ids, stored in the model's cache."""
-        fetched = model.vectors().neighbours(movie_ids, self.settings.neighbours_k)
+        fetched = model.vectors().neighbours(movie_ids, model.rank.neighbours_k)
         fresh = model.cache.put_many({m: [(n, s) for n, s in fetched.get(m, []) if n != m] for m in movie_ids})
         self._report_cache_bytes(model)
         return fresh
@@ -219,10 +219,10 @@ class Recommender:
         return fetched
 
     # -- answers ------------------------------------------------------------------------------------
-    def _history(self, user_id: int) -> tuple[list[tuple[str, float | None]], frozenset[str]]:
-        """One round trip: the `history_size` most recent movies, which the ranking reads, and the ids of
-        the whole history (at most `exclude_limit`), which the answer excludes."""
-        return self.history_source.recent_and_seen(user_id, self.settings.history_size, self.settings.exclude_limit)
+    def _history(self, user_id: int, model: ServedModel) -> tuple[list[tuple[str, float | None]], frozenset[str]]:
+        """One round trip: the model's `history_size` most recent movies, which the ranking reads, and the ids
+        of the whole history (at most `exclude_limit`), which the answer excludes."""
+        return self.history_source.recent_and_seen(user_id, model.rank.history_size, self.settings.exclude_limit)
 
     def _popular_answer(self, model: ServedModel, popular: NormalizedPopularity,
                         history: list[tuple[str, float | None]], seen: frozenset[str], kind: str,
@@ -244,7 +244,7 @@ class Recommender:
         """One user's answer from `model` only."""
         popular = self.popular()
         try:
-            history, seen = self._history(user_id)
+            history, seen = self._history(user_id, model)
             self._mark("sql", None)
         except Exception as exc:
             self._mark("sql", exc)
@@ -275,7 +275,7 @@ class Recommender:
         out: dict[int, Outcome] = {}
         for user_id in dict.fromkeys(user_ids):
             try:
-                histories[user_id] = self._history(user_id)
+                histories[user_id] = self._history(user_id, model)
                 self._mark("sql", None)
             except Exception as exc:
                 self._mark("sql", exc)

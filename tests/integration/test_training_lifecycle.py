@@ -104,11 +104,11 @@ class Load:
         rng = random.Random(seed)
         while not self._stop.is_set():
             user = rng.choice(self.users)
+            sent = time.monotonic()  # an answer is judged against what the store held when it was asked
             try:
                 with urllib.request.urlopen(f"{self.url}/recommend/{user}", timeout=10) as response:
                     ids = response.read().decode().split(",")
-                    self.answers.append((user, response.status, response.headers["X-Model-Version"], ids,
-                                         time.monotonic()))
+                    self.answers.append((user, response.status, response.headers["X-Model-Version"], ids, sent))
             except Exception as exc:  # any failure is a finding
                 self.errors.append(f"{type(exc).__name__}: {exc}")
 
@@ -168,8 +168,9 @@ def test_a_full_cycle_switches_the_service_without_a_failed_or_mixed_answer(demo
     assert load.errors == [] and {a[1] for a in load.answers} == {200}
     assert {a[2] for a in load.answers} <= {"v1", "v2"}
     seen = watched_by(engine)
-    # answers given after the rest was ingested know every watch of the user; none lists one
-    late = [a for a in load.answers if a[4] > ingested_at + 1]
+    # answers to requests sent after the rest was ingested know every watch of the user; none lists one (a
+    # request sent before may be answered seconds later on a loaded machine, from the store it read then)
+    late = [a for a in load.answers if a[4] > ingested_at]
     assert len(late) > 100
     assert all(not set(ids) & seen.get(user, set()) for user, _, _, ids, _ in late)
 

@@ -239,7 +239,7 @@ def test_health_model_info_and_openapi(client: FlaskClient) -> None:
     assert info["encoder"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert list(info["collection_versions"].values()) == ["v1"] and info["catalog_size"] == 4
     assert info["revision"] == "test-revision"
-    assert info["config"]["rank"]["n_results"] == 20 and info["config"]["history_size"] == 50
+    assert info["config"]["rank"]["n_results"] == 20 and info["config"]["rank"]["history_size"] == 50
     doc = client.get("/openapi.json").get_json()
     assert doc == json.loads(json.dumps(spec()))
     routes = {rule.rule.replace("<", "{").replace(">", "}") for rule in client.application.url_map.iter_rules()
@@ -317,7 +317,7 @@ def test_create_app_reads_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("GIT_SHA", "cafe123")
     monkeypatch.setenv("POPULAR_SNAPSHOT", "")
     app: Flask = create_app({"HISTORY_SOURCE": FakeHistory(), "VECTORS_FACTORY": FakeVectors})
-    assert app.config["SETTINGS"].history_size == 7
+    assert app.config["SETTINGS"].rank.history_size == 7
     assert app.config["REVISION"] == "cafe123"
 
 

@@ -118,6 +118,36 @@ def test_a_version_is_served_with_its_recorded_rank_config():
     assert rank_config_of(None, RankConfig(n_results=7)).n_results == 7
 
 
+def test_a_version_reads_its_own_history_length_and_neighbour_count_whatever_the_service_env(monkeypatch):
+    """What the gate scored is served: the history length and neighbours per movie a version recorded
+    decide its answers even when the serving process's environment says otherwise; a version recorded
+    before they were part of the ranking is served with the values of that time (50, 30)."""
+    monkeypatch.setenv("RECOMMEND_HISTORY_SIZE", "1")
+    monkeypatch.setenv("RECOMMEND_NEIGHBOURS_K", "1")
+    reads: list[int] = []
+
+    class Recording(FakeHistory):
+        def recent_and_seen(self, user_id, recent, limit):
+            reads.append(recent)
+            return super().recent_and_seen(user_id, recent, limit)
+
+    history = Recording(histories={1: [("a", 5), ("b", 4)]}, popular_list=[("p", 9)])
+    lists = {"a": [("a1", 0.9), ("a2", 0.8), ("a3", 0.7)], "b": [("b1", 0.9), ("b2", 0.8)]}
+    versions = Versions()
+    rec = Recommender(settings(rank=RankConfig.from_env()), history, lambda: FakeVectors(lists=lists),
+                      ServiceMetrics.create(CollectorRegistry()), versions=versions,
+                      version_vectors=lambda v, rank: FakeVectors(lists=lists))
+    unversioned = [s.movie_id for s in rec.recommend(1).items]
+    assert reads[-1] == 1 and unversioned == ["a1", "p"]  # the environment's: 1 movie, 1 neighbour
+    versions.active_version = Version(4, rank_config={"history_size": 2, "neighbours_k": 2})
+    assert rec.watcher.check() is True
+    served = rec.recommend(1)
+    assert served.version == "v4" and reads[-1] == 2
+    assert {s.movie_id for s in served.items} == {"a1", "a2", "b1", "b2", "p"}
+    old = rank_config_of(Version(5, rank_config={"n_results": 20}), RankConfig.from_env())
+    assert (old.history_size, old.neighbours_k) == (50, 30)
+
+
 def test_no_watched_movie_comes_back_however_long_the_history(tmp_path):
     watched = [(f"w{i}", None) for i in range(600)]  # most recent first
     # the neighbours of the 50 ranked movies are old watches (positions 100..599) and one new movie
